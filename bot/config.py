@@ -1,0 +1,261 @@
+"""Typed settings: environment variables plus the TOML file named by AD1411_CONFIG."""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    StringConstraints,
+    ValidationError,
+    field_validator,
+)
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from bot.errors import ConfigError
+from bot.secrets import SecretRef
+
+SlackPrincipal = Annotated[str, StringConstraints(pattern=r"^[US][A-Z0-9]{2,20}$")]
+SlackChannel = Annotated[str, StringConstraints(pattern=r"^[CGD][A-Z0-9]{2,20}$")]
+_FQDN = re.compile(
+    r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)+$"
+)
+
+
+def _fqdn(value: str) -> str:
+    value = value.strip().lower().rstrip(".")
+    if not _FQDN.match(value):
+        raise ValueError(f"{value!r} is not a DNS name such as dc1.corp.example.com")
+    return value
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class SlackSection(_Strict):
+    """Where incidents go and who may act on them."""
+
+    channel: SlackChannel = Field(description="channel ID where incident messages are posted")
+    alert_channels: list[SlackChannel] = Field(
+        default_factory=list,
+        description="channels where other integrations post events; 1411 events there are picked up",
+    )
+    responders: list[SlackPrincipal] = Field(
+        default_factory=list, description="user (U...) or user-group (S...) IDs who may run steps"
+    )
+    approvers: list[SlackPrincipal] = Field(
+        default_factory=list, description="user or user-group IDs who may approve risky steps"
+    )
+
+
+class AlertsSection(_Strict):
+    """Alert intake settings."""
+
+    coalesce_seconds: float = Field(
+        default=30.0, gt=0, le=3600, description="at most one incident-message update per N s"
+    )
+    max_body_bytes: int = Field(default=1_048_576, gt=0, le=16 * 1_048_576)
+    hmac_secret: SecretRef | None = Field(
+        default=None, description="accept X-AD1411-Signature: sha256=<hmac of body> with this key"
+    )
+
+
+class ApprovalsSection(_Strict):
+    """How many distinct approvers each step kind needs, and how long an approval lives."""
+
+    ttl_seconds: int = Field(default=900, gt=0, le=86_400)
+    change: int = Field(default=1, ge=0, le=5)
+    temporary: int = Field(default=1, ge=0, le=5)
+    disruptive: int = Field(default=2, ge=0, le=5)
+    obligation_deadline_seconds: int = Field(default=3600, gt=0, le=7 * 86_400)
+
+
+class LdapSection(_Strict):
+    """How to reach and bind to the forest's directory."""
+
+    port: int | None = Field(default=None, ge=1, le=65535)
+    tls: Literal["ldaps", "starttls", "none"] = "ldaps"
+    ca_file: Path | None = None
+    validate_certificates: bool = True
+    auth: Literal["simple", "ntlm", "kerberos"] = "simple"
+    user: str | None = None
+    password: SecretRef | None = None
+    timeout_seconds: float = Field(default=10.0, gt=0, le=300)
+
+
+class WinrmSection(_Strict):
+    """How to reach the DCs over WinRM."""
+
+    scheme: Literal["https", "http"] = "https"
+    port: int = Field(default=5986, ge=1, le=65535)
+    auth: Literal["negotiate", "kerberos", "ntlm", "credssp", "basic"] = "negotiate"
+    user: str | None = None
+    password: SecretRef | None = None
+    ca_file: Path | None = None
+    validate_certificates: bool = True
+    encryption: Literal["auto", "always", "never"] = "auto"
+    operation_timeout_seconds: int = Field(default=20, gt=0, le=3600)
+    command_deadline_seconds: float = Field(default=120.0, gt=0, le=7200)
+    restart_deadline_seconds: float = Field(default=900.0, gt=0, le=7200)
+
+
+class DcOverride(_Strict):
+    """Per-DC address overrides (labs, split DNS)."""
+
+    fqdn: str
+    address: str | None = None
+    ldap_port: int | None = Field(default=None, ge=1, le=65535)
+    winrm_port: int | None = Field(default=None, ge=1, le=65535)
+
+    _norm = field_validator("fqdn")(_fqdn)
+
+
+class ForestSection(_Strict):
+    """One Active Directory forest the bot may act on."""
+
+    name: str = Field(description="forest root DNS name, e.g. corp.example.com")
+    ldap_hosts: list[str] = Field(min_length=1, description="DC FQDNs to query over LDAP")
+    ldap: LdapSection = Field(default_factory=LdapSection)
+    winrm: WinrmSection = Field(default_factory=WinrmSection)
+    dcs: list[DcOverride] = Field(default_factory=list)
+
+    _norm_name = field_validator("name")(_fqdn)
+
+    @field_validator("ldap_hosts")
+    @classmethod
+    def _norm_hosts(cls, value: list[str]) -> list[str]:
+        return [_fqdn(v) for v in value]
+
+    def override_for(self, fqdn: str) -> DcOverride | None:
+        """The address override of one DC, if configured."""
+        return next((d for d in self.dcs if d.fqdn == fqdn), None)
+
+
+class FileConfig(_Strict):
+    """The TOML file named by AD1411_CONFIG."""
+
+    slack: SlackSection
+    alerts: AlertsSection = Field(default_factory=AlertsSection)
+    approvals: ApprovalsSection = Field(default_factory=ApprovalsSection)
+    forests: list[ForestSection] = Field(default_factory=list)
+
+    def forest(self, name: str) -> ForestSection | None:
+        """The configured forest with this DNS name."""
+        return next((f for f in self.forests if f.name == name.lower()), None)
+
+
+class EnvSettings(BaseSettings):
+    """Settings from the environment (DESIGN.md section 5)."""
+
+    model_config = SettingsConfigDict(extra="ignore", case_sensitive=True)
+
+    SLACK_BOT_TOKEN: SecretStr | None = None
+    SLACK_SIGNING_SECRET: SecretStr | None = None
+    SLACK_APP_TOKEN: SecretStr | None = None
+    SLACK_API_URL: str = "https://slack.com/api/"
+    REDIS_URL: str | None = None
+    AD1411_CONFIG: Path | None = None
+    AD1411_DATA_DIR: Path = Path("var")
+    ALERT_WEBHOOK_TOKEN: SecretStr | None = None
+    PORT: int = Field(default=3000, ge=0, le=65535)
+    HOST: str = "127.0.0.1"
+    LOG_LEVEL: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @field_validator("SLACK_API_URL")
+    @classmethod
+    def _trailing_slash(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("must be an http(s) URL such as https://slack.com/api/")
+        return value if value.endswith("/") else value + "/"
+
+
+class Settings(BaseModel):
+    """Everything the processes need, validated."""
+
+    model_config = ConfigDict(frozen=True, arbitrary_types_allowed=True)
+
+    env: EnvSettings
+    file: FileConfig
+
+
+def _format_errors(source: str, err: ValidationError) -> list[str]:
+    problems = []
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
+        got = e.get("input")
+        shown = "" if isinstance(got, dict | list) or got is None else f" (found {got!r})"
+        problems.append(f"{source}{loc}: {e['msg']}{shown}")
+    return problems
+
+
+def load_file_config(path: Path) -> FileConfig:
+    """Parse and validate a TOML config file; ConfigError lists every problem with its key."""
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ConfigError([f"AD1411_CONFIG: file {path} does not exist"]) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([f"{path}: not valid TOML: {exc}"]) from None
+    try:
+        return FileConfig.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_format_errors(f"{path}: ", exc)) from None
+
+
+def check_secrets(cfg: FileConfig) -> list[str]:
+    """Secret references that cannot be resolved now (names only, never values)."""
+    problems = []
+    refs: list[tuple[str, SecretRef | None]] = [("alerts.hmac_secret", cfg.alerts.hmac_secret)]
+    for i, forest in enumerate(cfg.forests):
+        refs.append((f"forests.{i}.ldap.password", forest.ldap.password))
+        refs.append((f"forests.{i}.winrm.password", forest.winrm.password))
+    for key, ref in refs:
+        if ref is None:
+            continue
+        try:
+            ref.resolve()
+        except (KeyError, OSError) as exc:
+            problems.append(f"{key}: secret {ref.describe()} cannot be read: {exc}")
+    return problems
+
+
+def load_env() -> EnvSettings:
+    """Read the environment; ConfigError names each bad variable."""
+    try:
+        return EnvSettings()
+    except ValidationError as exc:
+        raise ConfigError(_format_errors("environment ", exc)) from None
+
+
+def load_settings(*, require_slack: bool = True) -> Settings:
+    """Environment plus config file, with every problem reported at once."""
+    env = load_env()
+    problems: list[str] = []
+    if require_slack:
+        if env.SLACK_BOT_TOKEN is None:
+            problems.append("SLACK_BOT_TOKEN: not set; expected the bot token (xoxb-...)")
+        if env.SLACK_SIGNING_SECRET is None and env.SLACK_APP_TOKEN is None:
+            problems.append(
+                "SLACK_SIGNING_SECRET: not set; expected the app's signing secret "
+                "(or set SLACK_APP_TOKEN for Socket Mode)"
+            )
+    file_cfg: FileConfig | None = None
+    path = env.AD1411_CONFIG or (Path(p) if (p := os.environ.get("AD1411_CONFIG")) else None)
+    if path is None:
+        problems.append("AD1411_CONFIG: not set; expected the path of the TOML config file")
+    else:
+        try:
+            file_cfg = load_file_config(path)
+        except ConfigError as exc:
+            problems.extend(exc.problems)
+    if problems or file_cfg is None:
+        raise ConfigError(problems)
+    return Settings(env=env, file=file_cfg)

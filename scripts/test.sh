@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# The whole test suite: set-up, lint, types, tests (JUnit XML in test-results/).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+./scripts/setup.sh
+.venv/bin/ruff check .
+.venv/bin/ruff format --check .
+.venv/bin/mypy
+mkdir -p test-results
+exec .venv/bin/pytest -rs --junitxml=test-results/junit.xml "$@"

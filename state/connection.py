@@ -1,0 +1,42 @@
+"""Redis connection factory: REDIS_URL, or an embedded redis-server when it is unset."""
+
+from __future__ import annotations
+
+import atexit
+from pathlib import Path
+
+import redis
+import redis.asyncio
+
+from state.redis_server import RedisServer
+
+_embedded: RedisServer | None = None
+
+
+def resolve_redis_url(redis_url: str | None, data_dir: Path) -> str:
+    """The URL to use; starts the embedded server (AOF on, in data_dir/redis) when needed."""
+    global _embedded  # noqa: PLW0603 - one embedded server per process
+    if redis_url:
+        return redis_url
+    if _embedded is None:
+        _embedded = RedisServer(data_dir / "redis").start()
+        atexit.register(stop_embedded)
+    return _embedded.url
+
+
+def stop_embedded() -> None:
+    """Stop the embedded server if this process started one."""
+    global _embedded  # noqa: PLW0603
+    if _embedded is not None:
+        _embedded.stop()
+        _embedded = None
+
+
+def sync_client(url: str) -> redis.Redis:
+    """A synchronous client (CLI, worker)."""
+    return redis.Redis.from_url(url, decode_responses=False, health_check_interval=30)
+
+
+def async_client(url: str) -> redis.asyncio.Redis:
+    """An asyncio client (serve)."""
+    return redis.asyncio.Redis.from_url(url, decode_responses=False, health_check_interval=30)

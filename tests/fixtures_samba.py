@@ -1,0 +1,1 @@
+"""Samba AD lab fixtures (filled in by the Samba lab work)."""
