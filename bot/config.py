@@ -46,7 +46,7 @@ class SlackSection(_Strict):
     channel: SlackChannel = Field(description="channel ID where incident messages are posted")
     alert_channels: list[SlackChannel] = Field(
         default_factory=list,
-        description="channels where other integrations post events; 1411 events there are picked up",
+        description="channels where other integrations post 1411 events to pick up",
     )
     responders: list[SlackPrincipal] = Field(
         default_factory=list, description="user (U...) or user-group (S...) IDs who may run steps"

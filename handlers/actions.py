@@ -1,0 +1,57 @@
+"""Button clicks on incident messages: ack at once, then answer in the thread or ephemerally."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
+
+from handlers.blocks import ACTION_DIAGNOSE, ACTION_START
+from handlers.context import ServeContext
+from handlers.diagnose import request_diagnosis
+from state.keys import parse_incident_id
+
+
+def _incident_id(body: dict[str, Any]) -> str | None:
+    actions = body.get("actions") or [{}]
+    value = str(actions[0].get("value", ""))
+    try:
+        parse_incident_id(value)
+    except ValueError:
+        return None
+    return value.lower()
+
+
+def register(app: AsyncApp, ctx: ServeContext) -> None:
+    """Attach the incident-message button listeners."""
+
+    @app.action(ACTION_DIAGNOSE)
+    async def diagnose(ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond) -> None:
+        await ack()
+        incident_id = _incident_id(body)
+        user = str(body.get("user", {}).get("id", ""))
+        if incident_id is None:
+            ctx.spawn(
+                respond(
+                    text="This button's value is not an incident id; it was refused.",
+                    response_type="ephemeral",
+                    replace_original=False,
+                )
+            )
+            return
+        answer = await request_diagnosis(ctx, incident_id, user)
+        ctx.spawn(respond(text=answer, response_type="ephemeral", replace_original=False))
+
+    @app.action(ACTION_START)
+    async def start(ack: AsyncAck, respond: AsyncRespond) -> None:
+        await ack()
+        ctx.spawn(
+            respond(
+                text=(
+                    "The guided KB938704 procedure is not available in this version yet. "
+                    "Use *Diagnose* to see the cause and the DCs involved."
+                ),
+                response_type="ephemeral",
+                replace_original=False,
+            )
+        )

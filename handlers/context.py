@@ -1,0 +1,95 @@
+"""What the serve-side handlers share: settings, Redis stores, the Slack client, metrics."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Coroutine
+from dataclasses import dataclass, field
+from typing import Any
+
+from redis.asyncio import Redis
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.authz import group_ids, is_member
+from bot.config import Settings
+from handlers.metrics import ServeMetrics
+from handlers.notifier import IncidentNotifier
+from state.incidents import IncidentStore
+from state.jobs import JobQueue
+
+log = logging.getLogger(__name__)
+GROUP_CACHE_SECONDS = 300.0
+
+
+@dataclass
+class ServeContext:
+    """Long-lived objects of one serve process."""
+
+    settings: Settings
+    redis: Redis
+    slack: AsyncWebClient
+    metrics: ServeMetrics
+    store: IncidentStore
+    jobs: JobQueue
+    notifier: IncidentNotifier
+    _groups: dict[str, frozenset[str]] = field(default_factory=dict)
+    _groups_at: float = 0.0
+    _tasks: set[asyncio.Task[Any]] = field(default_factory=set)
+
+    @classmethod
+    def build(cls, settings: Settings, client: Redis, slack: AsyncWebClient) -> ServeContext:
+        """Wire the stores and notifier around one Redis client and one Slack client."""
+        metrics = ServeMetrics()
+        store = IncidentStore(client)
+        notifier = IncidentNotifier(
+            store,
+            slack,
+            settings.file.slack.channel,
+            settings.file.alerts.coalesce_seconds,
+            metrics,
+        )
+        return cls(settings, client, slack, metrics, store, JobQueue(client), notifier)
+
+    def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        """Run Slack follow-ups after the ack, never inside it."""
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("background task failed", exc_info=task.exception())
+
+    async def _group_members(self) -> dict[str, frozenset[str]]:
+        slack_cfg = self.settings.file.slack
+        wanted = group_ids([*slack_cfg.responders, *slack_cfg.approvers])
+        if not wanted or time.monotonic() - self._groups_at < GROUP_CACHE_SECONDS:
+            return self._groups
+        groups: dict[str, frozenset[str]] = {}
+        for gid in wanted:
+            try:
+                resp = await self.slack.usergroups_users_list(usergroup=gid)
+                users: list[str] = resp.get("users", [])
+                groups[gid] = frozenset(str(u) for u in users)
+            except SlackApiError as exc:
+                log.warning("cannot read user group %s: %s", gid, exc.response.get("error"))
+                groups[gid] = self._groups.get(gid, frozenset())
+        self._groups, self._groups_at = groups, time.monotonic()
+        return groups
+
+    async def is_responder(self, user_id: str) -> bool:
+        """May this user run diagnoses and steps?"""
+        slack_cfg = self.settings.file.slack
+        return is_member(user_id, slack_cfg.responders, await self._group_members()) or (
+            is_member(user_id, slack_cfg.approvers, self._groups)
+        )
+
+    async def drain(self) -> None:
+        """Wait for background work (shutdown, tests)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        await self.notifier.drain()

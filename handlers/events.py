@@ -1,0 +1,59 @@
+"""Messages in alert channels: 1411 events posted by other integrations open incidents."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from bot.alert_formats import find_alerts_in_text
+from slack_bolt.async_app import AsyncApp, AsyncBoltContext
+
+from bot.errors import AlertRejected
+from handlers.context import ServeContext
+from handlers.intake import check_forests, take_alerts
+from state.keys import PREFIX
+
+log = logging.getLogger(__name__)
+SEEN_EVENT_SECONDS = 86_400
+
+
+def message_text(event: dict[str, Any]) -> str:
+    """All text a message carries: body, attachments and section blocks."""
+    parts = [str(event.get("text", ""))]
+    for att in event.get("attachments") or []:
+        parts += [str(att.get(k, "")) for k in ("pretext", "title", "text", "fallback")]
+    for block in event.get("blocks") or []:
+        text = block.get("text")
+        if isinstance(text, dict):
+            parts.append(str(text.get("text", "")))
+    return "\n".join(p for p in parts if p)
+
+
+def register(app: AsyncApp, ctx: ServeContext) -> None:
+    """Attach the message listener."""
+
+    @app.event("message")
+    async def on_message(
+        event: dict[str, Any], body: dict[str, Any], context: AsyncBoltContext
+    ) -> None:
+        channel = str(event.get("channel", ""))
+        if channel not in ctx.settings.file.slack.alert_channels:
+            return
+        if context.bot_id is not None and event.get("bot_id") == context.bot_id:
+            return  # our own incident messages quote the event text
+        event_id = str(body.get("event_id", ""))
+        if event_id:
+            first = await ctx.redis.set(
+                f"{PREFIX}:seen-event:{event_id}", b"1", nx=True, ex=SEEN_EVENT_SECONDS
+            )
+            if not first:
+                return  # a Slack retry of an event we already took
+        try:
+            alerts = find_alerts_in_text(message_text(event))
+            check_forests(ctx, alerts)
+        except AlertRejected as exc:
+            ctx.metrics.alerts.labels("rejected").inc()
+            log.info("message %s in %s: 1411 event not accepted: %s", event.get("ts"), channel, exc)
+            return
+        if alerts:
+            await take_alerts(ctx, alerts)

@@ -1,0 +1,43 @@
+"""Alerts into incidents: shared by the webhook and by alert-channel messages."""
+
+from __future__ import annotations
+
+from bot.alert import Alert
+
+from bot.errors import AlertRejected
+from handlers.context import ServeContext
+from state.incidents import AlertRecord, Intake
+
+
+def check_forests(ctx: ServeContext, alerts: list[Alert]) -> None:
+    """Refuse the whole batch if one alert names a forest the configuration does not know."""
+    known = ", ".join(f.name for f in ctx.settings.file.forests) or "none configured"
+    for alert in alerts:
+        if ctx.settings.file.forest(alert.forest) is None:
+            raise AlertRejected(
+                f"forest: {alert.forest!r} is not a configured forest; expected one of: {known} "
+                "(add it under [[forests]] in the config file)",
+                field="forest",
+            )
+
+
+async def take_alerts(ctx: ServeContext, alerts: list[Alert]) -> list[Intake]:
+    """Record validated alerts (Redis only) and let the notifier follow up in Slack."""
+    intakes = []
+    for alert in alerts:
+        intake = await ctx.store.record(
+            AlertRecord(
+                forest=alert.forest,
+                dsa_guid=alert.target_dsa_guid,
+                reporting_dc=alert.reporting_dc,
+                error_code=alert.error_code,
+                observed_at=alert.observed_at,
+                source_format=alert.source_format,
+            )
+        )
+        if intake.created:
+            ctx.metrics.incidents_opened.inc()
+        await ctx.notifier.on_intake(intake)
+        intakes.append(intake)
+    ctx.metrics.alerts.labels("accepted").inc(len(alerts))
+    return intakes

@@ -1,0 +1,189 @@
+"""Incidents in Redis: one per (forest, target DSA GUID) while open, exactly once under races."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import redis.asyncio
+
+from state.audit import AUDIT_MAXLEN, AuditLog
+from state.codec import text, text_map
+from state.keys import OPEN_INCIDENTS, IncidentKeys, incident_tag, parse_incident_id
+from state.scripts import LuaScripts
+
+
+@dataclass(frozen=True)
+class AlertRecord:
+    """What the store needs of a validated alert (keeps Redis free of the Alert model)."""
+
+    forest: str
+    dsa_guid: str
+    reporting_dc: str
+    error_code: int
+    observed_at: str | None
+    source_format: str
+
+
+@dataclass(frozen=True)
+class Intake:
+    """Result of recording one alert."""
+
+    incident_id: str
+    created: bool
+    count: int
+
+
+@dataclass
+class Incident:
+    """An incident as stored."""
+
+    id: str
+    status: str
+    forest: str
+    dsa_guid: str
+    error_code: int
+    created_at_ms: int
+    last_seen_ms: int
+    count: int
+    version: int
+    reporters: dict[str, int] = field(default_factory=dict)
+    channel: str | None = None
+    ts: str | None = None
+    observed_at: str | None = None
+
+    @property
+    def tag(self) -> str:
+        """The hash tag of this incident's keys."""
+        return self.id.split("-", 1)[0]
+
+
+def _incident(raw: dict[str, str], reporters: dict[str, str]) -> Incident:
+    def _s(name: str) -> str:
+        return raw.get(name, "")
+
+    return Incident(
+        id=_s("id"),
+        status=_s("status"),
+        forest=_s("forest"),
+        dsa_guid=_s("dsa_guid"),
+        error_code=int(_s("error_code") or 0),
+        created_at_ms=int(_s("created_at") or 0),
+        last_seen_ms=int(_s("last_seen") or 0),
+        count=int(_s("count") or 0),
+        version=int(_s("version") or 0),
+        reporters={k: int(v) for k, v in sorted(reporters.items())},
+        channel=_s("channel") or None,
+        ts=_s("ts") or None,
+        observed_at=_s("observed_at") or None,
+    )
+
+
+class IncidentStore:
+    """Atomic incident operations on one Redis."""
+
+    def __init__(self, client: redis.asyncio.Redis) -> None:
+        self.client = client
+        self.scripts = LuaScripts(client)
+        self.audit = AuditLog(client)
+
+    async def record(self, alert: AlertRecord, *, now_ms: int | None = None) -> Intake:
+        """Open or update the incident for this alert's problem, in one script."""
+        now = now_ms if now_ms is not None else int(time.time() * 1000)
+        tag = incident_tag(alert.forest, alert.dsa_guid)
+        keys = IncidentKeys(tag)
+        created, incident_id, count = await self.scripts(
+            "record_alert",
+            [keys.incident, keys.reporters, keys.audit, keys.seq],
+            [
+                now,
+                alert.forest,
+                alert.dsa_guid,
+                alert.reporting_dc,
+                alert.error_code,
+                alert.observed_at or "",
+                alert.source_format,
+                tag,
+                AUDIT_MAXLEN,
+            ],
+        )
+        iid = text(incident_id)
+        if created:
+            # The open-incident index lives in another slot: a separate, idempotent write.
+            await self.client.zadd(OPEN_INCIDENTS, {iid: now})
+            await self.audit.append_global(
+                "incident_opened", incident=iid, reporting_dc=alert.reporting_dc
+            )
+        return Intake(incident_id=iid, created=bool(created), count=int(count))
+
+    async def get(self, incident_id: str) -> Incident | None:
+        """The incident with this id (open or archived), or None."""
+        tag, seq = parse_incident_id(incident_id)
+        keys = IncidentKeys(tag)
+        raw = text_map(await self.client.hgetall(keys.incident))
+        if raw and int(raw.get("seq", "0")) == seq:
+            return _incident(raw, text_map(await self.client.hgetall(keys.reporters)))
+        inc_key, rep_key = keys.archived(seq)
+        raw = text_map(await self.client.hgetall(inc_key))
+        if not raw:
+            return None
+        return _incident(raw, text_map(await self.client.hgetall(rep_key)))
+
+    async def list_open(self, limit: int = 50) -> list[Incident]:
+        """Open incidents, oldest first."""
+        ids = await self.client.zrange(OPEN_INCIDENTS, 0, limit - 1)
+        found = []
+        for raw_id in ids:
+            inc = await self.get(text(raw_id))
+            if inc is not None and inc.status == "open":
+                found.append(inc)
+        return found
+
+    async def set_message(self, incident_id: str, channel: str, ts: str) -> bool:
+        """Remember the Slack message of the incident; False when one was already recorded."""
+        tag, _ = parse_incident_id(incident_id)
+        res = await self.scripts(
+            "set_message", [IncidentKeys(tag).incident], [incident_id, channel, ts]
+        )
+        return int(res) == 1
+
+    async def close(self, incident_id: str, *, actor: str, reason: str) -> bool:
+        """Close an open incident; False when it was not open."""
+        tag, _ = parse_incident_id(incident_id)
+        keys = IncidentKeys(tag)
+        now = int(time.time() * 1000)
+        done = await self.scripts(
+            "close_incident",
+            [keys.incident, keys.reporters, keys.audit],
+            [incident_id, now, actor, reason, AUDIT_MAXLEN],
+        )
+        if int(done) == 1:
+            await self.client.zrem(OPEN_INCIDENTS, incident_id)
+            await self.audit.append_global(
+                "incident_closed", incident=incident_id, actor=actor, reason=reason
+            )
+            return True
+        return False
+
+    async def take_update_slot(self, incident_id: str, window_s: float) -> bool:
+        """Claim the right to update the incident message in this window (coalescing)."""
+        tag, _ = parse_incident_id(incident_id)
+        ok = await self.client.set(
+            IncidentKeys(tag).update_lock, b"1", nx=True, px=max(1, int(window_s * 1000))
+        )
+        return bool(ok)
+
+    async def release_update_slot(self, incident_id: str) -> None:
+        """Let the next alert claim an update slot."""
+        tag, _ = parse_incident_id(incident_id)
+        await self.client.delete(IncidentKeys(tag).update_lock)
+
+    async def take_dirty(self, incident_id: str) -> bool:
+        """Clear and return the 'message needs an update' flag."""
+        tag, _ = parse_incident_id(incident_id)
+        return bool(await self.client.hdel(IncidentKeys(tag).incident, "dirty"))
+
+    async def is_dirty(self, incident_id: str) -> bool:
+        """True when alerts arrived since the message was last updated."""
+        tag, _ = parse_incident_id(incident_id)
+        return bool(await self.client.hexists(IncidentKeys(tag).incident, "dirty"))

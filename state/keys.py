@@ -1,0 +1,51 @@
+"""Redis key names. Per-incident keys share a hash tag so one script may touch them on Cluster."""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+PREFIX = "ad1411"
+_INCIDENT_ID = re.compile(r"^([0-9a-f]{10})-([1-9][0-9]{0,9})$")
+
+
+def incident_tag(forest: str, dsa_guid: str) -> str:
+    """Stable short tag of a (forest, target DSA GUID) problem."""
+    return hashlib.sha256(f"{forest}|{dsa_guid}".encode()).hexdigest()[:10]
+
+
+def parse_incident_id(incident_id: str) -> tuple[str, int]:
+    """(tag, sequence) of an incident id such as 3f9a0c1b2e-1; ValueError when malformed."""
+    m = _INCIDENT_ID.match(incident_id.strip().lower())
+    if m is None:
+        raise ValueError(
+            f"{incident_id[:40]!r} is not an incident id; expected the form 3f9a0c1b2e-1 "
+            "(see /ad1411 list)"
+        )
+    return m.group(1), int(m.group(2))
+
+
+class IncidentKeys:
+    """Keys of one problem's incidents (current and archived)."""
+
+    def __init__(self, tag: str) -> None:
+        self.tag = tag
+        base = f"{PREFIX}:{{{tag}}}"
+        self.incident = f"{base}:incident"
+        self.reporters = f"{base}:reporters"
+        self.audit = f"{base}:audit"
+        self.seq = f"{base}:seq"
+        self.update_lock = f"{base}:update-lock"
+        self.post_lock = f"{base}:post-lock"
+        self.diagnosis = f"{base}:diagnosis"
+        self.diagnosis_pending = f"{base}:diagnosis-pending"
+
+    def archived(self, seq: int) -> tuple[str, str]:
+        """Incident and reporters keys of a closed incident."""
+        return f"{self.incident}:{seq}", f"{self.reporters}:{seq}"
+
+
+OPEN_INCIDENTS = f"{PREFIX}:open-incidents"
+GLOBAL_AUDIT = f"{PREFIX}:audit"
+JOBS_STREAM = f"{PREFIX}:jobs"
+JOBS_GROUP = "workers"

@@ -1,0 +1,28 @@
+"""Lua scripts of state/lua, loaded by name: one script per atomic state change."""
+
+from __future__ import annotations
+
+from importlib import resources
+from typing import Any
+
+import redis.asyncio
+from redis.commands.core import AsyncScript
+
+
+def _source(name: str) -> str:
+    return resources.files("state").joinpath("lua", f"{name}.lua").read_text(encoding="utf-8")
+
+
+class LuaScripts:
+    """The registered scripts for one async client; call by file name."""
+
+    def __init__(self, client: redis.asyncio.Redis) -> None:
+        self._client = client
+        self._scripts: dict[str, AsyncScript] = {}
+
+    async def __call__(self, name: str, keys: list[str], args: list[Any]) -> Any:
+        script = self._scripts.get(name)
+        if script is None:
+            script = self._client.register_script(_source(name))
+            self._scripts[name] = script
+        return await script(keys=keys, args=args)
