@@ -10,6 +10,7 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.async_app import AsyncApp
+from slack_sdk.errors import SlackApiError
 
 from handlers import actions, commands, events
 from handlers.context import ServeContext
@@ -57,6 +58,8 @@ class Readiness:
                     self._slack_ok_at = time.monotonic()
                 else:
                     problems["slack"] = f"auth.test: {resp.get('error')}"
+            except SlackApiError as exc:
+                problems["slack"] = f"auth.test: {exc.response.get('error')}"
             except Exception as exc:
                 problems["slack"] = f"auth.test failed: {type(exc).__name__}"
         return problems
