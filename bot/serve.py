@@ -7,6 +7,7 @@ import logging
 import signal
 
 from aiohttp import web
+from redis.asyncio import Redis
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_sdk.http_retry.builtin_async_handlers import (
     AsyncRateLimitErrorRetryHandler,
@@ -35,36 +36,62 @@ def slack_client(settings: Settings) -> AsyncWebClient:
     return client
 
 
-async def run_serve(settings: Settings, ready: asyncio.Event | None = None) -> None:
+class ServeRuntime:
+    """The running serve process: HTTP site, optional Socket Mode, Redis client."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.port = 0
+        self._redis: Redis | None = None
+        self._runner: web.AppRunner | None = None
+        self._socket: AsyncSocketModeHandler | None = None
+        self.ctx: ServeContext | None = None
+
+    @property
+    def url(self) -> str:
+        """Base URL of the HTTP endpoints."""
+        return f"http://{self.settings.env.HOST}:{self.port}"
+
+    async def start(self) -> ServeRuntime:
+        """Connect to Redis, bind the port, and connect Socket Mode when configured."""
+        env = self.settings.env
+        self._redis = async_client(resolve_redis_url(env.REDIS_URL, env.AD1411_DATA_DIR))
+        self.ctx = ServeContext.build(self.settings, self._redis, slack_client(self.settings))
+        await self.ctx.jobs.ensure_group()
+        bolt = build_bolt_app(self.ctx)
+        self._runner = web.AppRunner(build_web_app(self.ctx, bolt), access_log=None)
+        await self._runner.setup()
+        await web.TCPSite(self._runner, env.HOST, env.PORT).start()
+        addresses = self._runner.addresses
+        self.port = int(addresses[0][1]) if addresses else env.PORT
+        if env.SLACK_APP_TOKEN is not None:
+            self._socket = AsyncSocketModeHandler(bolt, env.SLACK_APP_TOKEN.get_secret_value())
+            await self._socket.connect_async()  # type: ignore[no-untyped-call]
+        return self
+
+    async def stop(self) -> None:
+        """Finish background Slack work, close sockets and Redis."""
+        if self._socket is not None:
+            await self._socket.close_async()  # type: ignore[no-untyped-call]
+        if self.ctx is not None:
+            await self.ctx.drain()
+        if self._runner is not None:
+            await self._runner.cleanup()
+        if self._redis is not None:
+            await self._redis.aclose()
+
+
+async def run_serve(settings: Settings) -> None:
     """Run until SIGTERM/SIGINT."""
-    url = resolve_redis_url(settings.env.REDIS_URL, settings.env.AD1411_DATA_DIR)
-    redis = async_client(url)
-    ctx = ServeContext.build(settings, redis, slack_client(settings))
-    await ctx.jobs.ensure_group()
-    bolt = build_bolt_app(ctx)
-    runner = web.AppRunner(build_web_app(ctx, bolt), access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, settings.env.HOST, settings.env.PORT)
-    await site.start()
-    port = runner.addresses[0][1] if runner.addresses else settings.env.PORT
-    print(f"ad1411 serve listening on http://{settings.env.HOST}:{port}", flush=True)
-    socket_handler: AsyncSocketModeHandler | None = None
-    app_token = settings.env.SLACK_APP_TOKEN
-    if app_token is not None:
-        socket_handler = AsyncSocketModeHandler(bolt, app_token.get_secret_value())
-        await socket_handler.connect_async()  # type: ignore[no-untyped-call]
+    runtime = await ServeRuntime(settings).start()
+    print(f"ad1411 serve listening on {runtime.url}", flush=True)
+    if settings.env.SLACK_APP_TOKEN is not None:
         print("ad1411 serve connected in Socket Mode", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
-    if ready is not None:
-        ready.set()
     try:
         await stop.wait()
     finally:
-        if socket_handler is not None:
-            await socket_handler.close_async()  # type: ignore[no-untyped-call]
-        await ctx.drain()
-        await runner.cleanup()
-        await redis.aclose()
+        await runtime.stop()
