@@ -50,5 +50,6 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 # Fixtures of the lab peers live beside their own tests and are shared from here.
+from tests.fixtures_dcsim import *  # noqa: E402,F403
 from tests.fixtures_samba import *  # noqa: E402,F403
 from tests.fixtures_slack import *  # noqa: E402,F403
