@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 import threading
 from dataclasses import dataclass
@@ -65,6 +67,8 @@ class NtlmUserFile:
         with cls._lock:
             if cls._path is None:
                 directory = Path(tempfile.mkdtemp(prefix="ad1411-ntlm-"))
+                # The credential file holds lab passwords: remove it when the process ends.
+                atexit.register(shutil.rmtree, directory, ignore_errors=True)
                 cls._path = directory / "ntlm-users"
             line = f"{account.domain}:{account.user}:{account.password}"
             if line not in cls._lines:

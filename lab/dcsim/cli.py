@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import signal
 import sys
 import tempfile
@@ -70,6 +71,15 @@ def main(argv: list[str]) -> int:
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
     work_dir = Path(tempfile.mkdtemp(prefix="ad1411-lab-dc-"))
+    try:
+        return _serve(args, host, password, work_dir, stop)
+    finally:
+        shutil.rmtree(work_dir, ignore_errors=True)
+
+
+def _serve(
+    args: argparse.Namespace, host: str, password: str, work_dir: Path, stop: threading.Event
+) -> int:
     with DcLab(host.split(".", 1)[1], work_dir, tls_dir=args.tls_dir) as lab:
         try:
             dc = lab.add_dc(
