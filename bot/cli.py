@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import logging
+import shutil
 import sys
 from pathlib import Path
 
@@ -46,7 +47,11 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     from bot.demo import run_demo  # noqa: PLC0415
 
     _setup_logging("WARNING")
-    return asyncio.run(run_demo(once=args.once, data_dir=Path(args.data_dir)))
+    data_dir = Path(args.data_dir).resolve()
+    # The demo's Slack is new each run, so its Redis starts empty too.
+    shutil.rmtree(data_dir, ignore_errors=True)
+    data_dir.mkdir(parents=True, exist_ok=True)
+    return asyncio.run(run_demo(once=args.once, data_dir=data_dir))
 
 
 def _cmd_alert_parse(args: argparse.Namespace) -> int:

@@ -24,10 +24,8 @@ AUTH_CACHE_SECONDS = 30.0
 def build_bolt_app(ctx: ServeContext) -> AsyncApp:
     """Bolt app whose listeners ack at once and only touch Redis before acking."""
     secret = ctx.settings.env.SLACK_SIGNING_SECRET
-    bot_token = ctx.settings.env.SLACK_BOT_TOKEN
     app = AsyncApp(
         client=ctx.slack,
-        token=bot_token.get_secret_value() if bot_token is not None else None,
         signing_secret=secret.get_secret_value() if secret is not None else "",
         process_before_response=True,
         raise_error_for_unhandled_request=False,
