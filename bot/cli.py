@@ -135,12 +135,6 @@ def _cmd_config_check(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_lab_dc(args: argparse.Namespace) -> int:
-    from lab.dcsim.cli import main as dc_main  # noqa: PLC0415
-
-    return dc_main(args.rest)
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (exposed for tests and docs)."""
     parser = argparse.ArgumentParser(
@@ -176,14 +170,22 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("file", nargs="?", help="TOML file (default: AD1411_CONFIG)")
     check.set_defaults(func=_cmd_config_check)
     lab = sub.add_parser("lab", help="lab peers").add_subparsers(dest="lab_cmd", required=True)
-    dc = lab.add_parser("dc", help="one simulated DC in the foreground", add_help=False)
-    dc.add_argument("rest", nargs=argparse.REMAINDER)
-    dc.set_defaults(func=_cmd_lab_dc)
+    lab.add_parser(
+        "dc",
+        help="one simulated DC in the foreground (--host FQDN --port N --auth ntlm|basic "
+        "--user DOMAIN\\name [--tls-dir DIR]; password from AD1411_LAB_PASSWORD)",
+    )
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script."""
+    argv = sys.argv[1:] if argv is None else argv
+    if argv[:2] == ["lab", "dc"]:
+        # The simulated DC has its own parser; hand it everything after `lab dc`.
+        from lab.dcsim.cli import main as dc_main  # noqa: PLC0415
+
+        return dc_main(argv[2:])
     args = build_parser().parse_args(argv)
     try:
         return int(args.func(args))
