@@ -5,9 +5,9 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from bot.alert_formats import find_alerts_in_text
 from slack_bolt.async_app import AsyncApp, AsyncBoltContext
 
+from bot.alert_formats import find_alerts_in_text
 from bot.errors import AlertRejected
 from handlers.context import ServeContext
 from handlers.intake import check_forests, take_alerts

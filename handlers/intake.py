@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from bot.alert import Alert
-
 from bot.errors import AlertRejected
 from handlers.context import ServeContext
 from state.incidents import AlertRecord, Intake

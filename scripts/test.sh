@@ -3,8 +3,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh
-.venv/bin/ruff check .
-.venv/bin/ruff format --check .
+.venv/bin/ruff check --no-cache .
+.venv/bin/ruff format --no-cache --check .
 .venv/bin/mypy
 mkdir -p test-results
 exec .venv/bin/pytest -rs --junitxml=test-results/junit.xml "$@"
