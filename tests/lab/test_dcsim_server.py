@@ -22,7 +22,7 @@ from tests.fixtures_dcsim import DCSIM_PASSWORD, DCSIM_USER, executor_at
 
 pytestmark = pytest.mark.winrm
 
-_CLI = "import sys; from bot.cli import main; sys.exit(main([\"lab\", \"dc\", *sys.argv[1:]]))"
+_CLI = 'import sys; from bot.cli import main; sys.exit(main(["lab", "dc", *sys.argv[1:]]))'
 
 
 def test_unauthenticated_and_unencrypted_requests_are_refused(dcsim_lab: DcLab) -> None:
