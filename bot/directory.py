@@ -1,0 +1,542 @@
+"""The forest's directory over LDAP (ldap3): bound connections per DC, paged searches, counted."""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import logging
+import math
+import ssl
+import threading
+import uuid
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Literal, Self
+
+import ldap3
+from ldap3.core import exceptions as ldap_exc
+from ldap3.utils.conv import escape_filter_chars
+from ldap3.utils.log import set_library_log_hide_sensitive_data
+
+from bot.config import DcOverride, ForestSection, LdapSection
+from bot.errors import ConfigError, DirectoryError
+
+log = logging.getLogger(__name__)
+
+# ldap3 strips bind credentials from its own log lines only when told to.
+set_library_log_hide_sensitive_data(True)
+
+Scope = Literal["base", "one", "subtree"]
+_SCOPES: dict[str, Any] = {"base": ldap3.BASE, "one": ldap3.LEVEL, "subtree": ldap3.SUBTREE}
+_PAGED_RESULTS_OID = "1.2.840.113556.1.4.319"
+_NO_SUCH_OBJECT = 32
+_DROPPED = (
+    ldap_exc.LDAPSocketReceiveError,
+    ldap_exc.LDAPSocketSendError,
+    ldap_exc.LDAPSessionTerminatedByServerError,
+    ldap_exc.LDAPSocketOpenError,
+)
+
+
+class DirectoryUnreachable(DirectoryError):
+    """No LDAP answer from a DC (refused, timed out, name not resolvable)."""
+
+
+class DirectoryTlsFailed(DirectoryError):
+    """The DC's certificate was not trusted or does not name the DC."""
+
+
+class DirectoryBindRefused(DirectoryError):
+    """The DC refused the credentials or the authentication method."""
+
+
+class DirectorySearchFailed(DirectoryError):
+    """A search was refused or failed part-way."""
+
+
+@dataclass(frozen=True)
+class DirectoryEntry:
+    """One object as returned by a search: its DN and raw values by lower-case attribute name."""
+
+    dn: str
+    attributes: Mapping[str, list[bytes]] = field(repr=False)
+
+    def values(self, name: str) -> list[bytes]:
+        """Raw values of an attribute ([] when absent)."""
+        return list(self.attributes.get(name.lower(), []))
+
+    def texts(self, name: str) -> list[str]:
+        """Values decoded as UTF-8."""
+        return [v.decode("utf-8", "replace") for v in self.values(name)]
+
+    def text(self, name: str) -> str | None:
+        """The first value as text, or None."""
+        values = self.texts(name)
+        return values[0] if values else None
+
+    def integer(self, name: str) -> int | None:
+        """The first value as an integer, or None when absent or not a number."""
+        value = self.text(name)
+        try:
+            return int(value) if value is not None else None
+        except ValueError:
+            return None
+
+    def guid(self, name: str = "objectGUID") -> str | None:
+        """A GUID attribute (stored little-endian) as a lower-case canonical UUID."""
+        values = self.values(name)
+        if not values or len(values[0]) != 16:
+            return None
+        return str(uuid.UUID(bytes_le=values[0]))
+
+
+@dataclass(frozen=True)
+class DcEndpoint:
+    """Where one DC's LDAP service is reached; the certificate must still name `fqdn`."""
+
+    fqdn: str
+    address: str
+    port: int
+
+
+def guid_filter_value(guid: str) -> str:
+    """An objectGUID assertion value: the GUID's bytes_le, each byte escaped as \\xx."""
+    return "".join(f"\\{b:02x}" for b in uuid.UUID(guid).bytes_le)
+
+
+def escape(value: str) -> str:
+    """A string made safe for an LDAP filter (RFC 4515)."""
+    return str(escape_filter_chars(value))
+
+
+def or_filter(attribute: str, values: Iterable[str], *, raw: bool = False) -> str:
+    """(|(a=v1)(a=v2)...) with escaped values; `raw` when the values are already escaped."""
+    terms = [f"({attribute}={v if raw else escape(v)})" for v in values]
+    if not terms:
+        raise ValueError("or_filter needs at least one value")
+    return terms[0] if len(terms) == 1 else "(|" + "".join(terms) + ")"
+
+
+class _FqdnTls(ldap3.Tls):  # type: ignore[misc]
+    """TLS that verifies the certificate against the DC's FQDN, whatever address we dialled."""
+
+    def __init__(self, fqdn: str, context: ssl.SSLContext) -> None:
+        super().__init__(validate=context.verify_mode, valid_names=[fqdn], sni=fqdn)
+        self._fqdn = fqdn
+        self._context = context
+
+    def wrap_socket(self, connection: Any, do_handshake: bool = False) -> None:
+        connection.socket = self._context.wrap_socket(
+            connection.socket,
+            server_side=False,
+            do_handshake_on_connect=do_handshake,
+            server_hostname=self._fqdn,
+        )
+
+
+class _Password:
+    """Holds the bind password; its repr never shows it."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str | None) -> None:
+        self._value = value
+
+    def reveal(self) -> str | None:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "<password hidden>" if self._value else "<no password>"
+
+
+class _RedactSecrets(logging.Filter):
+    """Last line of defence: replace the password in any ldap3 log record."""
+
+    def __init__(self, password: _Password) -> None:
+        super().__init__()
+        self._password = password
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        secret = self._password.reveal()
+        if secret and secret in record.getMessage():
+            record.msg = record.getMessage().replace(secret, "<password hidden>")
+            record.args = None
+        return True
+
+
+class DirectoryClient:
+    """LDAP access to one forest: one bound connection per DC, reused, re-bound when dropped.
+
+    `queries` counts logical searches (a paged search is one query); `round_trips` counts
+    LDAP search requests (one per page).
+    """
+
+    def __init__(
+        self,
+        *,
+        forest: str,
+        hosts: Sequence[str],
+        ldap: LdapSection,
+        password: str | None,
+        overrides: Sequence[DcOverride] = (),
+        page_size: int = 1000,
+    ) -> None:
+        if not hosts:
+            raise ConfigError([f"forest {forest}: ldap_hosts is empty; list at least one DC FQDN"])
+        self.forest = forest.lower()
+        self.hosts = [h.lower() for h in hosts]
+        self.ldap = ldap
+        self.page_size = page_size
+        self._password = _Password(password)
+        self._overrides = {o.fqdn: o for o in overrides}
+        self._connections: dict[str, Any] = {}
+        self._default_dc: str | None = None
+        self._lock = threading.RLock()
+        self.queries = 0
+        self.round_trips = 0
+        self._check_auth_options()
+        self._context = self._tls_context() if ldap.tls != "none" else None
+        self._redactor = _RedactSecrets(self._password)
+        logging.getLogger("ldap3").addFilter(self._redactor)
+
+    @classmethod
+    def for_forest(cls, forest: ForestSection, *, page_size: int = 1000) -> DirectoryClient:
+        """A client for a configured forest, resolving its password reference now."""
+        password: str | None = None
+        if forest.ldap.password is not None:
+            try:
+                password = forest.ldap.password.resolve()
+            except (KeyError, OSError) as exc:
+                raise ConfigError(
+                    [
+                        f"forests[{forest.name}].ldap.password: secret "
+                        f"{forest.ldap.password.describe()} cannot be read: {exc}"
+                    ]
+                ) from None
+        return cls(
+            forest=forest.name,
+            hosts=forest.ldap_hosts,
+            ldap=forest.ldap,
+            password=password,
+            overrides=forest.dcs,
+            page_size=page_size,
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"DirectoryClient(forest={self.forest!r}, hosts={self.hosts!r}, "
+            f"tls={self.ldap.tls!r}, auth={self.ldap.auth!r}, user={self.ldap.user!r})"
+        )
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Unbind every open connection."""
+        with self._lock:
+            for conn in self._connections.values():
+                _quiet_unbind(conn)
+            self._connections.clear()
+            logging.getLogger("ldap3").removeFilter(self._redactor)
+
+    # -- endpoints and connections ---------------------------------------------------------
+
+    def endpoint(self, fqdn: str) -> DcEndpoint:
+        """Address and port for a DC, with its configured override applied."""
+        fqdn = fqdn.lower().rstrip(".")
+        default_port = self.ldap.port or (636 if self.ldap.tls == "ldaps" else 389)
+        override = self._overrides.get(fqdn)
+        address = override.address if override and override.address else fqdn
+        port = override.ldap_port if override and override.ldap_port else default_port
+        return DcEndpoint(fqdn=fqdn, address=address, port=port)
+
+    @property
+    def default_dc(self) -> str:
+        """The DC answering general queries: the first reachable of `hosts`."""
+        with self._lock:
+            if self._default_dc is None:
+                problems: list[DirectoryError] = []
+                for host in self.hosts:
+                    try:
+                        self._connection(host)
+                    except (DirectoryUnreachable, DirectoryTlsFailed) as exc:
+                        problems.append(exc)
+                        continue
+                    self._default_dc = host
+                    break
+                else:
+                    if len(problems) == 1:
+                        raise problems[0]
+                    raise DirectoryUnreachable(
+                        f"no DC of forest {self.forest} answered LDAP:\n"
+                        + "\n".join(f"- {p}" for p in problems)
+                    )
+            return self._default_dc
+
+    def _connection(self, fqdn: str) -> Any:
+        conn = self._connections.get(fqdn)
+        if conn is not None and not conn.closed and conn.bound:
+            return conn
+        if conn is not None:
+            _quiet_unbind(conn)
+            del self._connections[fqdn]
+        conn = self._open(self.endpoint(fqdn))
+        self._connections[fqdn] = conn
+        return conn
+
+    def _open(self, ep: DcEndpoint) -> Any:
+        timeout = self.ldap.timeout_seconds
+        tls = _FqdnTls(ep.fqdn, self._context) if self._context is not None else None
+        server = ldap3.Server(
+            ep.address,
+            port=ep.port,
+            use_ssl=self.ldap.tls == "ldaps",
+            tls=tls,
+            get_info=ldap3.NONE,
+            connect_timeout=timeout,
+        )
+        conn = ldap3.Connection(
+            server,
+            user=self.ldap.user,
+            password=None,
+            authentication=self._authentication(),
+            sasl_mechanism=ldap3.KERBEROS if self.ldap.auth == "kerberos" else None,
+            sasl_credentials=(ep.fqdn, None, None) if self.ldap.auth == "kerberos" else None,
+            # ldap3 packs the receive timeout as an integer of seconds.
+            receive_timeout=max(1, math.ceil(timeout)),
+            auto_referrals=False,
+            read_only=False,
+            raise_exceptions=False,
+            auto_bind=ldap3.AUTO_BIND_NONE,
+        )
+        where = f"{ep.fqdn} ({ep.address}:{ep.port}, {self.ldap.tls})"
+        try:
+            conn.open()
+            if self.ldap.tls == "starttls" and not conn.start_tls():
+                raise DirectoryTlsFailed(
+                    f"{where} refused StartTLS ({conn.result.get('description')}); "
+                    'use tls = "ldaps" or enable StartTLS on the DC'
+                )
+            self._bind(conn, where)
+        except DirectoryError:
+            _quiet_unbind(conn)
+            raise
+        except (ldap_exc.LDAPException, OSError) as exc:
+            _quiet_unbind(conn)
+            raise self._transport_error(exc, where) from None
+        log.debug("LDAP bound to %s as %s (%s)", where, self.ldap.user, self.ldap.auth)
+        return conn
+
+    def _bind(self, conn: Any, where: str) -> None:
+        if self.ldap.tls == "none" and self.ldap.auth == "simple" and self.ldap.user:
+            log.warning("LDAP simple bind to %s without TLS: the password crosses in clear", where)
+        conn.password = self._password.reveal()
+        try:
+            ok = conn.bind()
+        finally:
+            # Keep the password out of ldap3's object (its repr prints it).
+            conn.password = None
+        if not ok:
+            result = conn.result or {}
+            description = result.get("description") or conn.last_error or "no answer"
+            message = (result.get("message") or "").strip()
+            hint = _bind_hint(str(description), self.ldap.auth)
+            raise DirectoryBindRefused(
+                f"{where} refused the {self.ldap.auth} bind as {self.ldap.user or 'anonymous'}: "
+                f"{description}{f' ({message})' if message else ''}. {hint}"
+            )
+
+    def _transport_error(self, exc: BaseException, where: str) -> DirectoryError:
+        text = _describe(exc)
+        lowered = text.lower()
+        if "certificate verify failed" in lowered or "hostname mismatch" in lowered:
+            ca = self.ldap.ca_file or "the system CA store"
+            return DirectoryTlsFailed(
+                f"TLS certificate of {where} could not be verified against {ca}: {text}. "
+                f"Check that ldap.ca_file names the CA that issued the DC's certificate and "
+                f"that the certificate is valid for {where.split(' ', maxsplit=1)[0]}."
+            )
+        if isinstance(exc, ldap_exc.LDAPStartTLSError) or "ssl" in lowered or "tls" in lowered:
+            return DirectoryTlsFailed(f"TLS with {where} failed: {text}")
+        return DirectoryUnreachable(
+            f"cannot reach LDAP on {where}: {text}. Check the DC is up and listening, "
+            "the firewall, and the address/ldap_port override in forests.dcs."
+        )
+
+    def _authentication(self) -> Any:
+        if self.ldap.auth == "ntlm":
+            return ldap3.NTLM
+        if self.ldap.auth == "kerberos":
+            return ldap3.SASL
+        return ldap3.SIMPLE if self.ldap.user else ldap3.ANONYMOUS
+
+    def _check_auth_options(self) -> None:
+        problems = []
+        if self.ldap.auth == "ntlm" and (not self.ldap.user or "\\" not in self.ldap.user):
+            problems.append("ldap.user: NTLM needs DOMAIN\\name (e.g. CORP\\svc-ad1411)")
+        if self.ldap.auth in ("ntlm", "simple") and self.ldap.user and not self._password.reveal():
+            problems.append(f"ldap.password: {self.ldap.auth} bind as {self.ldap.user} needs one")
+        if self.ldap.auth == "kerberos" and importlib.util.find_spec("gssapi") is None:
+            problems.append(
+                "ldap.auth = kerberos needs the 'gssapi' Python package (and a ticket from kinit "
+                "or a keytab); install it or use simple bind over LDAPS"
+            )
+        if self.ldap.tls == "none" and self.ldap.auth == "simple" and self.ldap.user:
+            log.warning("forest %s: LDAP simple bind configured without TLS", self.forest)
+        if problems:
+            raise ConfigError([f"forest {self.forest}: {p}" for p in problems])
+
+    def _tls_context(self) -> ssl.SSLContext:
+        ca_file: Path | None = self.ldap.ca_file
+        if ca_file is not None and not ca_file.is_file():
+            raise ConfigError([f"ldap.ca_file: {ca_file} does not exist or is not a file"])
+        try:
+            context = ssl.create_default_context(cafile=str(ca_file) if ca_file else None)
+        except ssl.SSLError as exc:
+            raise ConfigError(
+                [f"ldap.ca_file: {ca_file} is not a PEM CA certificate: {exc}"]
+            ) from None
+        if not self.ldap.validate_certificates:
+            log.warning("forest %s: LDAP certificate validation is OFF", self.forest)
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        return context
+
+    # -- queries ---------------------------------------------------------------------------
+
+    def root_dse(self, *, dc: str | None = None) -> DirectoryEntry:
+        """The rootDSE of a DC (the default DC when none is named)."""
+        entries = self.search(
+            "",
+            "(objectClass=*)",
+            [
+                "configurationNamingContext",
+                "rootDomainNamingContext",
+                "defaultNamingContext",
+                "schemaNamingContext",
+                "namingContexts",
+                "dsServiceName",
+                "dnsHostName",
+                "serverName",
+            ],
+            scope="base",
+            dc=dc,
+        )
+        if not entries:
+            raise DirectorySearchFailed(f"{dc or self.default_dc} returned no rootDSE")
+        return entries[0]
+
+    def read(self, dn: str, attributes: Sequence[str], *, dc: str | None = None) -> DirectoryEntry:
+        """One object by DN; DirectorySearchFailed when it does not exist."""
+        entries = self.search(dn, "(objectClass=*)", attributes, scope="base", dc=dc)
+        if not entries:
+            raise DirectorySearchFailed(f"{dn} does not exist on {dc or self.default_dc}")
+        return entries[0]
+
+    def search(
+        self,
+        base: str,
+        search_filter: str,
+        attributes: Sequence[str],
+        *,
+        scope: Scope = "subtree",
+        dc: str | None = None,
+    ) -> list[DirectoryEntry]:
+        """All entries matching; paged (simple paged results) unless scope is base.
+
+        A base that does not exist gives []. Counts as one query however many pages.
+        """
+        with self._lock:
+            target = dc.lower() if dc else self.default_dc
+            self.queries += 1
+            try:
+                return self._paged(target, base, search_filter, attributes, scope)
+            except _DROPPED as exc:
+                log.info("LDAP connection to %s dropped (%s); re-binding once", target, exc)
+                stale = self._connections.pop(target, None)
+                if stale is not None:
+                    _quiet_unbind(stale)
+                return self._paged(target, base, search_filter, attributes, scope)
+
+    def _paged(
+        self,
+        dc: str,
+        base: str,
+        search_filter: str,
+        attributes: Sequence[str],
+        scope: Scope,
+    ) -> list[DirectoryEntry]:
+        conn = self._connection(dc)
+        entries: list[DirectoryEntry] = []
+        cookie: bytes | None = None
+        while True:
+            self.round_trips += 1
+            conn.search(
+                base,
+                search_filter,
+                search_scope=_SCOPES[scope],
+                attributes=list(attributes),
+                paged_size=None if scope == "base" else self.page_size,
+                paged_cookie=cookie,
+            )
+            result = conn.result or {}
+            code = result.get("result")
+            if code == _NO_SUCH_OBJECT:
+                return []
+            if code != 0:
+                if not conn.bound or conn.closed:
+                    raise ldap_exc.LDAPSessionTerminatedByServerError(str(result))
+                raise DirectorySearchFailed(
+                    f"search of {base or 'rootDSE'} for {search_filter} on {dc} failed: "
+                    f"{result.get('description')} {result.get('message') or ''}".rstrip()
+                )
+            for item in conn.response or []:
+                if item.get("type") == "searchResEntry":
+                    raw = item.get("raw_attributes") or {}
+                    entries.append(
+                        DirectoryEntry(
+                            dn=item["dn"],
+                            attributes={k.lower(): list(v) for k, v in raw.items()},
+                        )
+                    )
+            control = (result.get("controls") or {}).get(_PAGED_RESULTS_OID)
+            cookie = control["value"]["cookie"] if control else None
+            if not cookie:
+                return entries
+
+
+def _bind_hint(description: str, auth: str) -> str:
+    if description == "invalidCredentials":
+        return "Check ldap.user and the password secret (rotated? expired? account locked?)."
+    if description == "strongerAuthRequired":
+        return 'The DC requires TLS or signing for this bind: set ldap.tls = "ldaps".'
+    if auth == "ntlm":
+        return "Check the DC accepts NTLM binds (Samba does not accept ldap3's) or use LDAPS."
+    return "Check ldap.auth, ldap.user and the account's rights."
+
+
+def _describe(exc: BaseException) -> str:
+    """ldap3 folds the cause into its message or args; show the innermost useful text."""
+    parts = [str(exc)]
+    for arg in getattr(exc, "args", ())[1:]:
+        parts.append(str(arg))
+    cause = exc.__cause__ or exc.__context__
+    if cause is not None and str(cause) not in parts[0]:
+        parts.append(str(cause))
+    return "; ".join(p for p in parts if p)
+
+
+def _quiet_unbind(conn: Any) -> None:
+    # The socket may already be gone; nothing left to release then.
+    with contextlib.suppress(ldap_exc.LDAPException, OSError):
+        conn.unbind()
