@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta, timezone
 from types import MappingProxyType
 from typing import Final
 
+from bot.dns import dns_name_problem, normalize_dns_name
 from bot.errors import AlertRejected
 
 EVENT_ID: Final = 1411
@@ -58,7 +59,6 @@ KNOWN_ERROR_CODES: Final = MappingProxyType(
 
 MAX_SHOWN_CHARS: Final = 80
 
-_LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
 _GUID = re.compile(
     r"\{?([0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12})\}?"
 )
@@ -94,21 +94,6 @@ def shown(value: object) -> str:
     return '"' + "".join(out) + '"'
 
 
-def _dns_problem(name: str) -> str | None:
-    """Why `name` (lower case, no trailing dot) is not an acceptable DNS name, or None."""
-    labels = name.split(".")
-    if not name or len(name) > 253:
-        return "a DNS name of 1 to 253 characters"
-    if not all(_LABEL.fullmatch(label) for label in labels):
-        return (
-            "a DNS name whose dot-separated labels are 1-63 characters of a-z, 0-9 and '-', "
-            "not starting or ending with '-'"
-        )
-    if labels[-1].isdigit():
-        return "a DNS name, not an IP address"
-    return None
-
-
 def validate_fqdn(value: object, field: str = "reporting_dc") -> str:
     """An RFC 1123 fully qualified name, lower case without trailing dot; else AlertRejected."""
     if not isinstance(value, str):
@@ -122,11 +107,8 @@ def validate_fqdn(value: object, field: str = "reporting_dc") -> str:
             "(internationalized names in their xn-- form). Look-alike letters are refused.",
             field=field,
         )
-    name = value.lower()
-    # One trailing dot is the absolute form DNS tools print; it names the same host.
-    if name.endswith("."):
-        name = name[:-1]
-    problem = _dns_problem(name)
+    name = normalize_dns_name(value)
+    problem = dns_name_problem(name)
     if problem is not None:
         raise AlertRejected(f"{field}: found {shown(value)}; expected {problem}", field=field)
     if "." not in name:

@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass, field
 from enum import StrEnum
 
+from bot.dns import dns_name_problem, normalize_dns_name
 from bot.errors import Ad1411Error
 
 # cmd.exe metacharacters (plus parentheses and ';' for good measure): none may come from input.
@@ -22,7 +23,6 @@ _NEVER_IN_ARGUMENT = frozenset('&|<>^%!"`\r\n;')
 
 NTDS_PARAMETERS_KEY = r"HKLM\SYSTEM\CurrentControlSet\Services\NTDS\Parameters"
 
-_LABEL = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 _DN_ATTRIBUTE = re.compile(r"^[A-Za-z][A-Za-z0-9-]{0,63}$")
 _DN_VALUE = re.compile(r"^[A-Za-z0-9-](?:[A-Za-z0-9 -]{0,62}[A-Za-z0-9-])?$")
 _INCIDENT_ID = re.compile(r"^[A-Za-z0-9-]{1,40}$")
@@ -50,23 +50,13 @@ class Fqdn:
         raw: object = self.value
         if not isinstance(raw, str):
             raise InvalidParameter(f"DNS name must be text, got {type(raw).__name__}")
-        name = raw.lower()
-        # One trailing dot is the absolute form DNS tools print; it names the same host.
-        if name.endswith("."):
-            name = name[:-1]
-        labels = name.split(".")
-        problem = None
-        if not name or len(name) > 253:
-            problem = "must be 1 to 253 characters"
-        elif len(labels) < 2:
-            problem = "must be fully qualified (host.domain), not a single label"
-        elif not all(_LABEL.fullmatch(label) for label in labels):
-            problem = "each label must be 1-63 of a-z, 0-9 and '-', not starting or ending with '-'"
-        elif labels[-1].isdigit():
-            problem = "looks like an IP address; a DNS name is needed"
-        if problem is not None:
+        name = normalize_dns_name(raw)
+        expected = dns_name_problem(name)
+        if expected is None and "." not in name:
+            expected = "a fully qualified name (host.domain), not a single label"
+        if expected is not None:
             raise InvalidParameter(
-                f"{_describe(raw)} is not a valid DNS name: {problem}. "
+                f"{_describe(raw)} is not a valid DNS name: expected {expected}. "
                 "Use the DC's fully qualified name, e.g. dc1.corp.example.com."
             )
         object.__setattr__(self, "value", name)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import re
 import tomllib
 from pathlib import Path
 from typing import Annotated, Literal
@@ -19,21 +18,20 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from bot.dns import dns_name_problem, normalize_dns_name
 from bot.errors import ConfigError
 from bot.secrets import SecretRef
 
 SlackPrincipal = Annotated[str, StringConstraints(pattern=r"^[US][A-Z0-9]{2,20}$")]
 SlackChannel = Annotated[str, StringConstraints(pattern=r"^[CGD][A-Z0-9]{2,20}$")]
-_FQDN = re.compile(
-    r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)+$"
-)
 
 
 def _fqdn(value: str) -> str:
-    value = value.strip().lower().rstrip(".")
-    if not _FQDN.match(value):
+    name = normalize_dns_name(value.strip())
+    expected = dns_name_problem(name)
+    if expected is not None or "." not in name:
         raise ValueError(f"{value!r} is not a DNS name such as dc1.corp.example.com")
-    return value
+    return name
 
 
 class _Strict(BaseModel):
