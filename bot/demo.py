@@ -67,13 +67,15 @@ def _samba_available() -> bool:
 async def _start_samba(data_dir: Path) -> tuple[Any, dict[str, Any], str] | None:
     """A broken two-DC forest: (lab, forest config, DC2's DSA GUID), or None when impossible."""
     try:
-        from lab.samba import SambaForest  # type: ignore[import-not-found]  # noqa: PLC0415
+        from lab.samba import SambaForest  # noqa: PLC0415
     except ImportError:
         return None
     lab = SambaForest(data_dir / "samba")
     await asyncio.to_thread(lab.start)
     dc1, dc2 = lab.dcs[0], lab.dcs[1]
     await asyncio.to_thread(lab.remove_server_reference, dc2)
+    # DC2 then fails to pull from DC1 with 8453, as production DCs do after Event 1411.
+    await asyncio.to_thread(lab.try_replicate, dc2, dc1, lab.configuration_dn)
     os.environ["AD1411_DEMO_LDAP_PASSWORD"] = lab.admin_password
     forest = {
         "name": lab.forest,
@@ -155,7 +157,7 @@ async def run_demo(*, once: bool, data_dir: Path) -> int:
         await serve.stop()
         emulator.stop()
         if samba is not None:
-            await asyncio.to_thread(samba[0].stop)
+            await asyncio.to_thread(samba[0].clean)
         stop_embedded()
     return 0
 
@@ -169,9 +171,9 @@ async def _scenario(
     forest: str,
     guid: str,
 ) -> None:
-    _say("\n1. Monitoring posts Event 1411 from two DCs (event text and Alertmanager):")
+    _say("\n1. Monitoring posts Event 1411 from DC1, as event text and from Alertmanager:")
     async with aiohttp.ClientSession() as session:
-        for fmt, dc in (("event_text", f"dc1.{forest}"), ("alertmanager", f"dc2.{forest}")):
+        for fmt, dc in (("event_text", f"dc1.{forest}"), ("alertmanager", f"dc1.{forest}")):
             body, ctype = alert_body(fmt, dc, guid, forest)
             async with session.post(
                 url + "/alerts",

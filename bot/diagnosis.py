@@ -109,9 +109,14 @@ class TargetDc:
 
 @dataclass(frozen=True)
 class ReplicaLinkSeen:
-    """A repsTo/repsFrom entry for the target on a reporting DC's NC head."""
+    """A repsTo/repsFrom entry read on one DC's NC head about its partner.
 
-    reporting_dc: str
+    On a reporting DC: its entries for the target. On the target: its entries for a reporting
+    DC (Samba records inbound failures such as 8453 there, and never counts repsTo failures).
+    """
+
+    read_on: str
+    partner: str
     naming_context: str
     attribute: str
     link: RepsFromTo
@@ -177,14 +182,20 @@ class Diagnosis:
             lines.append(f"Computer object: {t.computer_dn} ({spn})")
         elif t.computer_checked:
             lines.append("Computer object: not found")
-        for seen in self.links:
+        failing = [
+            x for x in self.links if x.link.consecutive_failures or x.link.result_last_attempt
+        ]
+        for seen in failing[:5]:
             lk = seen.link
             last = lk.last_success.isoformat() if lk.last_success else "never"
             lines.append(
-                f"{seen.reporting_dc} {seen.attribute} on {seen.naming_context}: "
-                f"{lk.consecutive_failures} consecutive failures, last result "
-                f"{lk.result_last_attempt}, last success {last}"
+                f"{seen.read_on} {seen.attribute} for {seen.partner} on {seen.naming_context}: "
+                f"{lk.consecutive_failures} consecutive failure(s), last result "
+                f"{win32_error_text(lk.result_last_attempt)}, last success {last}"
             )
+        if len(self.links) > len(failing[:5]):
+            quiet = len(self.links) - len(failing[:5])
+            lines.append(f"{quiet} other repsFrom/repsTo entr(ies) between them show no failure.")
         lines.append(f"Root DC: {self.root_dc or 'unknown'} ({self.root_dc_reason})")
         lines.append("Next: " + self.recommendation())
         if self.missing_links:
@@ -229,6 +240,21 @@ class Diagnosis:
         return (
             "nothing to repair now; run verification (step 12) and close if replication is clean."
         )
+
+
+_WIN32_ERRORS = {
+    0: "success",
+    1722: "RPC server unavailable",
+    8453: "replication access denied",
+    8524: "DNS lookup failure",
+    8589: "cannot derive SPN: server object has no serverReference",
+}
+
+
+def win32_error_text(code: int) -> str:
+    """`8453 (replication access denied)`; known codes get a short name."""
+    name = _WIN32_ERRORS.get(code)
+    return f"{code} ({name})" if name else str(code)
 
 
 def diagnose(
@@ -305,10 +331,16 @@ def gather(
     by_host = {d.dns_host_name: d for d in dsas if d.dns_host_name}
     known_reporting = [h.lower() for h in reporting_dcs if h.lower() in by_host]
     links: list[ReplicaLinkSeen] = []
-    for host in known_reporting:
-        links.extend(_links_on(directory, host, dsa_guid, notes))
+    if target is not None:
+        for host in known_reporting:
+            links.extend(_links_on(directory, host, {dsa_guid: target.label}, notes))
+    # The other direction: what the target records about the reporting DCs.
+    if target is not None and target.dns_host_name and target.dns_host_name not in known_reporting:
+        partners = {by_host[h].dsa_guid: h for h in known_reporting}
+        if partners:
+            links.extend(_links_on(directory, target.dns_host_name, partners, notes))
 
-    root = _root_dc(dsas, known_reporting, root_nc, pdc_dsa_dn)[0]
+    root = _root_dc(dsas, known_reporting, root_nc, pdc_dsa_dn, dsa_guid)[0]
     connections: frozenset[str] | None = None
     if root is not None:
         found = directory.search(
@@ -416,9 +448,9 @@ def _replace_computer(d: DsaRecord, computer: DirectoryEntry | None, checked: bo
 
 
 def _links_on(
-    directory: DirectoryClient, host: str, dsa_guid: str, notes: list[str]
+    directory: DirectoryClient, host: str, partners: dict[str, str], notes: list[str]
 ) -> list[ReplicaLinkSeen]:
-    """repsTo/repsFrom for the target on every NC head the reporting DC holds."""
+    """repsTo/repsFrom naming any of `partners` (DSA GUID -> name) on every NC head of `host`."""
     seen: list[ReplicaLinkSeen] = []
     try:
         dse = directory.root_dse(dc=host)
@@ -429,13 +461,12 @@ def _links_on(
                 for attribute in ("repsTo", "repsFrom"):
                     links, bad = decode_all(head.values(attribute))
                     notes.extend(f"{host} {attribute} on {nc}: {b}" for b in bad)
-                    seen.extend(
-                        ReplicaLinkSeen(host, nc, attribute, lk)
-                        for lk in links
-                        if lk.names_dsa(dsa_guid)
-                    )
+                    for lk in links:
+                        partner = next((n for g, n in partners.items() if lk.names_dsa(g)), None)
+                        if partner is not None:
+                            seen.append(ReplicaLinkSeen(host, partner, nc, attribute, lk))
     except DirectoryError as exc:
-        notes.append(f"repsTo/repsFrom on reporting DC {host} could not be read: {exc}")
+        notes.append(f"repsTo/repsFrom on {host} could not be read: {exc}")
     return seen
 
 
@@ -445,7 +476,7 @@ def _links_on(
 def conclude(snapshot: ForestSnapshot, *, dsa_guid: str) -> Diagnosis:
     """The cause, the root DC and the DCs needing repadmin /add, from a snapshot."""
     s = snapshot
-    root, reason = _root_dc(list(s.dsas), list(_known(s)), s.root_domain_nc, s.pdc_dsa_dn)
+    root, reason = _root_dc(list(s.dsas), list(_known(s)), s.root_domain_nc, s.pdc_dsa_dn, dsa_guid)
     target = _target_view(s.target, dsa_guid)
     live = [d for d in s.dsas if _alive(d)]
     dead = [d for d in s.dsas if not _alive(d) and d.computer_checked]
@@ -519,15 +550,23 @@ def _known(s: ForestSnapshot) -> set[str]:
 
 
 def _root_dc(
-    dsas: list[DsaRecord], reporting: list[str], root_nc: str, pdc_dsa_dn: str | None
+    dsas: list[DsaRecord],
+    reporting: list[str],
+    root_nc: str,
+    pdc_dsa_dn: str | None,
+    target_guid: str,
 ) -> tuple[DsaRecord | None, str]:
-    by_host = {d.dns_host_name: d for d in dsas if d.dns_host_name}
+    # The DC that 1411 names can never be where its own links are repaired.
+    candidates = [d for d in dsas if d.dsa_guid != target_guid]
+    by_host = {d.dns_host_name: d for d in candidates if d.dns_host_name}
     for host in reporting:
         d = by_host.get(host)
         if d is not None and _in_root_domain(d, root_nc):
             return d, "the reporting DC, a DC of the forest root domain"
     if pdc_dsa_dn:
-        pdc = next((d for d in dsas if d.ntds_settings_dn.lower() == pdc_dsa_dn.lower()), None)
+        pdc = next(
+            (d for d in candidates if d.ntds_settings_dn.lower() == pdc_dsa_dn.lower()), None
+        )
         if pdc is not None:
             return pdc, "PDC emulator of the forest root domain"
     return None, "no reporting DC in the root domain and the PDC emulator is unknown"

@@ -6,6 +6,7 @@ import contextlib
 import importlib.util
 import logging
 import math
+import re
 import ssl
 import threading
 import uuid
@@ -343,6 +344,12 @@ class DirectoryClient:
         conn.password = self._password.reveal()
         try:
             ok = conn.bind()
+        except (ldap_exc.LDAPException, OSError) as exc:
+            # A DC that drops the session mid-bind is refusing the method, not unreachable.
+            raise DirectoryBindRefused(
+                f"{where} ended the {self.ldap.auth} bind as {self.ldap.user or 'anonymous'}: "
+                f"{_describe(exc)}. {_bind_hint('', self.ldap.auth)}"
+            ) from None
         finally:
             # Keep the password out of ldap3's object (its repr prints it).
             conn.password = None
@@ -526,14 +533,14 @@ def _bind_hint(description: str, auth: str) -> str:
 
 
 def _describe(exc: BaseException) -> str:
-    """ldap3 folds the cause into its message or args; show the innermost useful text."""
-    parts = [str(exc)]
-    for arg in getattr(exc, "args", ())[1:]:
-        parts.append(str(arg))
-    cause = exc.__cause__ or exc.__context__
-    if cause is not None and str(cause) not in parts[0]:
-        parts.append(str(cause))
-    return "; ".join(p for p in parts if p)
+    """ldap3 nests the cause as reprs inside its args; keep the one readable sentence."""
+    text = " ".join(str(a) for a in (*exc.args, exc.__cause__ or "")) or str(exc)
+    patterns = (r"certificate verify failed: .+?(?= \(_ssl|\\|$)", r"\[Errno -?\d+\][^'\")\\]+")
+    for pattern in patterns:
+        found = re.search(pattern, text)
+        if found:
+            return found.group(0).strip().rstrip(".").replace("\\'", "'")
+    return str(exc)
 
 
 def _quiet_unbind(conn: Any) -> None:
