@@ -18,6 +18,7 @@ from bot.diagnosis import Diagnosis, diagnose
 from bot.directory import DirectoryClient
 from bot.errors import ConfigError, DirectoryError
 from bot.serve import slack_client
+from handlers.blocks import mrkdwn_escape
 from state.connection import async_client, resolve_redis_url
 from state.incidents import Incident, IncidentStore
 from state.jobs import Job, JobQueue
@@ -108,7 +109,7 @@ class Worker:
                 )
                 await self._say(
                     inc,
-                    f":x: Diagnosis of `{inc.id}` failed: {exc}\n"
+                    f":x: Diagnosis of `{inc.id}` failed: {mrkdwn_escape(str(exc))}\n"
                     "Nothing was changed. Fix the directory access, then press *Diagnose* again.",
                 )
                 return

@@ -34,7 +34,8 @@ def _when(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
-def _mrkdwn_escape(text: str) -> str:
+def mrkdwn_escape(text: str) -> str:
+    """Text safe inside Slack mrkdwn (Slack's three control characters escaped)."""
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
@@ -63,7 +64,7 @@ def incident_blocks(inc: Incident) -> list[Block]:
     what = (
         f"{reporters} cannot build the mutual-authentication SPN for the domain controller "
         f"`{target}`, so replication to that DC fails. Error {inc.error_code}: "
-        f"{_mrkdwn_escape(meaning(inc.error_code))}."
+        f"{mrkdwn_escape(meaning(inc.error_code))}."
     )
     status = "open" if inc.status == "open" else f"*{inc.status}*"
     blocks: list[Block] = [
@@ -135,7 +136,7 @@ def incident_status_text(inc: Incident) -> str:
         [
             f"*Incident `{inc.id}`* ({inc.status}){where}",
             f"Target DC: `{inc.dsa_guid}._msdcs.{inc.forest}`",
-            f"Error {inc.error_code}: {_mrkdwn_escape(meaning(inc.error_code))}",
+            f"Error {inc.error_code}: {mrkdwn_escape(meaning(inc.error_code))}",
             f"Alerts: {inc.count}; first seen {_when(inc.created_at_ms)}, "
             f"last seen {_when(inc.last_seen_ms)}",
             f"Reporting DCs: {reporters_text(inc.reporters)}",

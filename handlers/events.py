@@ -9,6 +9,7 @@ from slack_bolt.async_app import AsyncApp, AsyncBoltContext
 
 from bot.alert_formats import find_alerts_in_text
 from bot.errors import AlertRejected
+from handlers.blocks import mrkdwn_escape
 from handlers.context import ServeContext
 from handlers.intake import check_forests, take_alerts
 from state.keys import PREFIX
@@ -54,6 +55,15 @@ def register(app: AsyncApp, ctx: ServeContext) -> None:
         except AlertRejected as exc:
             ctx.metrics.alerts.labels("rejected").inc()
             log.info("message %s in %s: 1411 event not accepted: %s", event.get("ts"), channel, exc)
+            # Say why in the message's thread, so the integration's owner can fix the source.
+            ctx.spawn(
+                ctx.slack.chat_postMessage(
+                    channel=channel,
+                    thread_ts=str(event.get("ts", "")),
+                    text="This looks like Event 1411 but no incident was opened: "
+                    + mrkdwn_escape(str(exc)),
+                )
+            )
             return
         if alerts:
             await take_alerts(ctx, alerts)

@@ -265,3 +265,20 @@ async def test_buttons_authorize_and_enqueue_once(bot: Bot) -> None:
         timeout=20,
     )
     assert TOKEN not in bot.stderr()
+
+
+async def test_bad_1411_in_alert_channel_is_explained_in_its_thread(bot: Bot) -> None:
+    text = event_text("dc1.corp.example.com;rm", dsa_guid(8), FOREST)
+    sent = await bot.driver.message_event("C0ALERTS", text, bot_id="B0SCOM0001")
+    assert sent.status == 200
+    reply = bot.emulator.wait_for(
+        lambda: [
+            m
+            for m in bot.emulator.messages("C0ALERTS")
+            if "no incident was opened" in str(m.get("text", ""))
+        ],
+        timeout=20,
+    )[0]
+    assert reply["thread_ts"] != reply["ts"]
+    assert "reporting_dc" in reply["text"]
+    assert bot.redis.zcard(OPEN_INCIDENTS) == 0
