@@ -294,6 +294,10 @@ def _canonical_guid(value: str) -> str:
 # -- gathering (I/O) -----------------------------------------------------------------------
 
 
+def _has_class(entry: DirectoryEntry, name: str) -> bool:
+    return name in {c.lower() for c in entry.texts("objectClass")}
+
+
 def gather(
     directory: DirectoryClient,
     *,
@@ -312,11 +316,14 @@ def gather(
     by_guid = directory.search(
         sites, f"(&(objectClass=nTDSDSA)(objectGUID={guid_filter_value(dsa_guid)}))", _DSA_ATTRS
     )
-    dsa_entries = directory.search(sites, "(objectClass=nTDSDSA)", _DSA_ATTRS)
-    server_entries = directory.search(
-        sites, "(objectClass=server)", ["cn", "dNSHostName", "serverReference"]
+    # Servers and their NTDS Settings in one paged read: the forest is read once, not twice.
+    site_entries = directory.search(
+        sites,
+        "(|(objectClass=nTDSDSA)(objectClass=server))",
+        [*_DSA_ATTRS, "objectClass", "cn", "dNSHostName", "serverReference"],
     )
-    servers = {e.dn.lower(): e for e in server_entries}
+    dsa_entries = [e for e in site_entries if _has_class(e, "ntdsdsa")]
+    servers = {e.dn.lower(): e for e in site_entries if _has_class(e, "server")}
     dsas = [_dsa_record(e, servers) for e in dsa_entries]
     known_dns = {d.ntds_settings_dn.lower() for d in dsas}
     dsas.extend(_dsa_record(e, servers) for e in by_guid if e.dn.lower() not in known_dns)
