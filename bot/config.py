@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import tomllib
 from pathlib import Path
 from typing import Annotated, Literal
@@ -246,7 +245,7 @@ def load_settings(*, require_slack: bool = True) -> Settings:
                 "(or set SLACK_APP_TOKEN for Socket Mode)"
             )
     file_cfg: FileConfig | None = None
-    path = env.AD1411_CONFIG or (Path(p) if (p := os.environ.get("AD1411_CONFIG")) else None)
+    path = env.AD1411_CONFIG
     if path is None:
         problems.append("AD1411_CONFIG: not set; expected the path of the TOML config file")
     else:
