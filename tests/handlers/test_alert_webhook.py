@@ -282,3 +282,24 @@ async def test_bad_1411_in_alert_channel_is_explained_in_its_thread(bot: Bot) ->
     assert reply["thread_ts"] != reply["ts"]
     assert "reporting_dc" in reply["text"]
     assert bot.redis.zcard(OPEN_INCIDENTS) == 0
+
+
+async def test_slack_rate_limit_and_5xx_are_retried_once_each(bot: Bot) -> None:
+    bot.emulator.fail_next("chat.postMessage", times=1, status=429, retry_after=1)
+    body, _ = alert_body("generic_json", "dc1.corp.example.com", dsa_guid(9), FOREST)
+    status, _ = await bot.post(body)
+    assert status == 202
+    msgs = bot.emulator.wait_for(bot.incident_messages, timeout=30)
+    assert len(msgs) == 1
+    statuses = [c.status for c in bot.emulator.calls("chat.postMessage")]
+    assert statuses[:2] == [429, 200]
+
+    bot.emulator.fail_next("chat.update", times=1, status=503)
+    body, _ = alert_body("generic_json", "dc2.corp.example.com", dsa_guid(9), FOREST)
+    await bot.post(body)
+    bot.emulator.wait_for(
+        lambda: [m for m in bot.incident_messages() if "dc2.corp.example.com" in json.dumps(m)],
+        timeout=30,
+    )
+    assert [c.status for c in bot.emulator.calls("chat.update")][:2] == [503, 200]
+    assert len(bot.incident_messages()) == 1
