@@ -31,4 +31,7 @@ async def request_diagnosis(ctx: ServeContext, incident_id: str, user_id: str) -
         )
     await ctx.jobs.enqueue("diagnose", incident_id, user_id)
     await ctx.store.audit.append_global("diagnosis_requested", incident=incident_id, user=user_id)
-    return f"Diagnosis of `{incident_id}` queued; the result will be posted in the incident thread."
+    return (
+        f"Diagnosis of `{incident_id}` queued; the result will be posted in the incident thread. "
+        "No result within a few minutes? Check that `ad1411 worker` is running."
+    )
