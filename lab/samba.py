@@ -75,7 +75,7 @@ from typing import Any
 
 import ldap3
 
-from lab.samba_tls import LabCertificateAuthority
+from lab.certificates import LabCertificateAuthority
 
 SAMBA_TOOL = "/usr/bin/samba-tool"
 DEFAULT_FOREST = "lab.ad1411.test"
@@ -370,9 +370,10 @@ class SambaForest:
         root = paths.root
         for sub in ("etc", "cache", "lock", "run", "log", "tls"):
             (root / sub).mkdir(parents=True, exist_ok=True)
-        cert = LabCertificateAuthority(self.base_dir / "ca", self.forest).issue(
-            fqdn, address, root / "tls"
+        ca = LabCertificateAuthority(
+            self.base_dir / "ca", self.forest, key_kind="rsa", organization="AD1411 Samba lab"
         )
+        cert = ca.issue([fqdn, name.lower(), address], root / "tls", "ldaps")
         paths.smb_conf.write_text(
             "[global]\n"
             f"\tnetbios name = {name}\n"

@@ -11,8 +11,8 @@ import pytest
 from ldap3.core.exceptions import LDAPSocketOpenError
 from ldap3.utils.conv import escape_bytes
 
+from lab.certificates import LabCertificateAuthority
 from lab.samba import SambaForest
-from lab.samba_tls import LabCertificateAuthority
 
 pytestmark = pytest.mark.samba
 
