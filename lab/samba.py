@@ -242,6 +242,10 @@ class SambaForest:
     def _paths(self, name: str) -> _DcPaths:
         return _DcPaths(self.base_dir / name.lower())
 
+    def smb_conf(self, dc: int | str | DcInfo) -> Path:
+        """The smb.conf of one DC (for tools that open its database directly)."""
+        return self._paths(self.dc(dc).name).smb_conf
+
     def dc(self, which: int | str | DcInfo) -> DcInfo:
         """A DC by 1-based index, name ("dc2"), FQDN, address or DcInfo."""
         if isinstance(which, DcInfo):

@@ -1,8 +1,8 @@
-"""Where repadmin's operations take effect: in memory, or (later) on a real Samba DC.
+"""Where repadmin's operations take effect: in memory, or on a real Samba DC.
 
-A Samba backend would map kcc/options/add/showrepl to
-`samba-tool drs kcc|options|replicate|showrepl --json` run inside the lab's namespace,
-so the effects are real and visible over LDAP.
+`InMemoryRepadmin` keeps the state here; `lab/dcsim/samba_repadmin.py` maps the same
+operations to `samba-tool drs kcc|options|replicate|showrepl --json` on the Samba lab, so
+their effects are real and visible over LDAP.
 """
 
 from __future__ import annotations

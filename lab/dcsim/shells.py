@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import logging
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -30,6 +31,8 @@ from lab.dcsim.state import (
 
 # A Receive is answered a little before the client's OperationTimeout, as WinRM does.
 _RECEIVE_MARGIN = 0.25
+
+log = logging.getLogger(__name__)
 
 
 class Drop:
@@ -111,7 +114,11 @@ class CmdShell:
             result = ProgramResult("", forced.stderr, forced.exit_code)
         else:
             # Off the loop: a Samba-backed repadmin runs samba-tool, which takes seconds.
-            result = await asyncio.to_thread(self.ctx.run, line)
+            try:
+                result = await asyncio.to_thread(self.ctx.run, line)
+            except Exception as exc:  # a broken backend must fail the command, never hang it
+                log.exception("simulated command %r failed inside the simulator", line)
+                result = ProgramResult("", f"simulator error: {type(exc).__name__}: {exc}\r\n", 1)
         running.stdout = result.stdout.encode(self.encoding, errors="replace")
         running.stderr = result.stderr.encode(self.encoding, errors="replace")
         running.exit_code = result.exit_code
