@@ -37,6 +37,16 @@ def sync_client(url: str) -> redis.Redis:
     return redis.Redis.from_url(url, decode_responses=False, health_check_interval=30)
 
 
+ASYNC_POOL_SIZE = 64
+
+
 def async_client(url: str) -> redis.asyncio.Redis:
-    """An asyncio client (serve)."""
-    return redis.asyncio.Redis.from_url(url, decode_responses=False, health_check_interval=30)
+    """An asyncio client (serve): a bounded pool where a burst waits for a connection.
+
+    redis-py's default pool raises "Too many connections" past 100 at once; an alert storm
+    with hundreds of coalesced-update tasks must queue instead of failing.
+    """
+    pool = redis.asyncio.BlockingConnectionPool.from_url(
+        url, max_connections=ASYNC_POOL_SIZE, timeout=20, health_check_interval=30
+    )
+    return redis.asyncio.Redis.from_pool(pool)

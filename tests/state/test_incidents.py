@@ -92,3 +92,15 @@ def test_malformed_incident_ids_are_refused() -> None:
     for bad in ["", "abc", "3f9a0c1b2e-0", "3f9a0c1b2e-1;rm", "../3f9a0c1b2e-1"]:
         with pytest.raises(ValueError, match="not an incident id"):
             parse_incident_id(bad)
+
+
+async def test_a_burst_beyond_the_pool_size_waits_instead_of_failing(redis_url: str) -> None:
+    from state.connection import ASYNC_POOL_SIZE, async_client
+
+    client = async_client(redis_url)
+    # Blocking commands hold their connection, as hundreds of notifier tasks do in a storm.
+    results = await asyncio.gather(
+        *[client.blpop([f"ad1411:test:burst:{i}"], timeout=0.2) for i in range(ASYNC_POOL_SIZE * 3)]
+    )
+    assert results == [None] * (ASYNC_POOL_SIZE * 3)
+    await client.aclose()

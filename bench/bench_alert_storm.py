@@ -1,0 +1,156 @@
+"""Alert storm: 20,000 alerts in mixed formats about 300 problems, into one serve process.
+
+Run: `python -m bench.bench_alert_storm [--alerts N] [--problems N] [--concurrency N]`.
+Baseline, measured in the same run with the same client and bodies: a bare aiohttp server on
+the same stack whose handler reads the body and answers 202 (no parsing, Redis or Slack).
+Prints a markdown table for docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+import aiohttp
+import redis
+from aiohttp import web
+
+from lab.alert_samples import FORMATS, alert_body, dsa_guid
+from lab.slack_emulator import LAB_BOT_TOKEN, SlackEmulator
+from state.keys import OPEN_INCIDENTS
+from state.redis_server import RedisServer
+
+FOREST = "corp.example.com"
+TOKEN = "bench-token"
+
+
+def _bodies(alerts: int, problems: int) -> list[tuple[bytes, str]]:
+    # One reporting DC per problem: 300 distinct DC/GUID pairs give 300 incidents.
+    return [
+        alert_body(
+            FORMATS[i % len(FORMATS)], f"dc{i % problems}.{FOREST}", dsa_guid(i % problems), FOREST
+        )
+        for i in range(alerts)
+    ]
+
+
+async def _blast(url: str, bodies: list[tuple[bytes, str]], concurrency: int) -> float:
+    """Seconds to POST every body with `concurrency` requests in flight; all must be 202."""
+    sem = asyncio.Semaphore(concurrency)
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector) as session:
+
+        async def one(body: bytes, ctype: str) -> None:
+            async with (
+                sem,
+                session.post(
+                    url,
+                    data=body,
+                    headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": ctype},
+                ) as r,
+            ):
+                await r.read()
+                if r.status != 202:
+                    raise RuntimeError(f"{url}: HTTP {r.status}")
+
+        start = time.perf_counter()
+        await asyncio.gather(*[one(b, c) for b, c in bodies])
+        return time.perf_counter() - start
+
+
+async def _baseline(bodies: list[tuple[bytes, str]], concurrency: int) -> float:
+    async def accept(request: web.Request) -> web.Response:
+        await request.read()
+        return web.json_response({"accepted": 1}, status=202)
+
+    app = web.Application()
+    app.router.add_post("/alerts", accept)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        return await _blast(f"http://127.0.0.1:{port}/alerts", bodies, concurrency)
+    finally:
+        await runner.cleanup()
+
+
+def _start_serve(env: dict[str, str], log: Path) -> tuple[subprocess.Popen[str], str]:
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bot.cli", "serve"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=log.open("w"),
+        text=True,
+    )
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        m = re.search(r"listening on (http://\S+)", line)
+        if m:
+            return proc, m.group(1)
+    raise RuntimeError(f"serve did not start; see {log}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--alerts", type=int, default=20_000)
+    parser.add_argument("--problems", type=int, default=300)
+    parser.add_argument("--concurrency", type=int, default=20)
+    args = parser.parse_args(argv)
+    bodies = _bodies(args.alerts, args.problems)
+    work = Path(tempfile.mkdtemp(prefix="bench-storm-"))
+    server = RedisServer(work / "redis", port=0).start()
+    emulator = SlackEmulator().start()
+    config = work / "c.toml"
+    config.write_text(
+        '[slack]\nchannel = "C0INCIDENT"\nresponders = ["U0ONCALL1"]\n[alerts]\n'
+        f'coalesce_seconds = 1\n[[forests]]\nname = "{FOREST}"\nldap_hosts = ["dc0.{FOREST}"]\n'
+    )
+    env = {
+        "PATH": os.environ.get("PATH", ""),
+        "REDIS_URL": server.url,
+        "AD1411_CONFIG": str(config),
+        "ALERT_WEBHOOK_TOKEN": TOKEN,
+        "SLACK_API_URL": emulator.api_url,
+        "SLACK_BOT_TOKEN": LAB_BOT_TOKEN,
+        "SLACK_SIGNING_SECRET": "bench-signing-secret",
+        "PORT": "0",
+        "LOG_LEVEL": "WARNING",
+    }
+    proc, url = _start_serve(env, work / "serve.log")
+    try:
+        storm_s = asyncio.run(_blast(url + "/alerts", bodies, args.concurrency))
+        base_s = asyncio.run(_baseline(bodies, args.concurrency))
+        time.sleep(3)  # let the last coalesced updates go out before counting Slack calls
+        incidents = redis.Redis.from_url(server.url).zcard(OPEN_INCIDENTS)
+        calls = Counter(c.method for c in emulator.calls())
+    finally:
+        os.kill(proc.pid, signal.SIGTERM)
+        proc.wait(30)
+        emulator.stop()
+        server.stop()
+    rate, base_rate = args.alerts / storm_s, args.alerts / base_s
+    print("| measure | alerts/s | seconds | incidents | Slack calls | vs baseline |")
+    print("|---|---|---|---|---|---|")
+    print(f"| bare aiohttp 202 (baseline) | {base_rate:.0f} | {base_s:.2f} | - | - | 1.00 |")
+    print(
+        f"| ad1411 serve POST /alerts | {rate:.0f} | {storm_s:.2f} | {incidents} | "
+        f"{json.dumps(dict(sorted(calls.items())))} | {rate / base_rate:.2f} |"
+    )
+    if incidents != args.problems:
+        raise SystemExit(f"expected exactly {args.problems} incidents, found {incidents}")
+
+
+if __name__ == "__main__":
+    main()
