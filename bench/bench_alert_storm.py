@@ -13,6 +13,7 @@ import asyncio
 import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -140,6 +141,7 @@ def main(argv: list[str] | None = None) -> None:
         proc.wait(30)
         emulator.stop()
         server.stop()
+        shutil.rmtree(work, ignore_errors=True)
     rate, base_rate = args.alerts / storm_s, args.alerts / base_s
     print("| measure | alerts/s | seconds | incidents | Slack calls | vs baseline |")
     print("|---|---|---|---|---|---|")
