@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from slack_bolt.async_app import AsyncAck, AsyncApp, AsyncRespond
+from slack_bolt.async_app import AsyncAck, AsyncApp
 
 from handlers.blocks import ACTION_DIAGNOSE, ACTION_START
 from handlers.context import ServeContext
@@ -26,32 +26,20 @@ def register(app: AsyncApp, ctx: ServeContext) -> None:
     """Attach the incident-message button listeners."""
 
     @app.action(ACTION_DIAGNOSE)
-    async def diagnose(ack: AsyncAck, body: dict[str, Any], respond: AsyncRespond) -> None:
+    async def diagnose(ack: AsyncAck, body: dict[str, Any]) -> None:
         await ack()
         incident_id = _incident_id(body)
-        user = str(body.get("user", {}).get("id", ""))
         if incident_id is None:
-            ctx.spawn(
-                respond(
-                    text="This button's value is not an incident id; it was refused.",
-                    response_type="ephemeral",
-                    replace_original=False,
-                )
-            )
+            ctx.reply_ephemeral(body, "This button's value is not an incident id; it was refused.")
             return
-        answer = await request_diagnosis(ctx, incident_id, user)
-        ctx.spawn(respond(text=answer, response_type="ephemeral", replace_original=False))
+        user = str(body.get("user", {}).get("id", ""))
+        ctx.reply_ephemeral(body, await request_diagnosis(ctx, incident_id, user))
 
     @app.action(ACTION_START)
-    async def start(ack: AsyncAck, respond: AsyncRespond) -> None:
+    async def start(ack: AsyncAck, body: dict[str, Any]) -> None:
         await ack()
-        ctx.spawn(
-            respond(
-                text=(
-                    "The guided KB938704 procedure is not available in this version yet. "
-                    "Use *Diagnose* to see the cause and the DCs involved."
-                ),
-                response_type="ephemeral",
-                replace_original=False,
-            )
+        ctx.reply_ephemeral(
+            body,
+            "The guided KB938704 procedure is not available in this version yet. "
+            "Use *Diagnose* to see the cause and the DCs involved.",
         )

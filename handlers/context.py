@@ -9,6 +9,7 @@ from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
+import aiohttp
 from redis.asyncio import Redis
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
@@ -38,6 +39,7 @@ class ServeContext:
     _groups: dict[str, frozenset[str]] = field(default_factory=dict)
     _groups_at: float = 0.0
     _tasks: set[asyncio.Task[Any]] = field(default_factory=set)
+    _http: aiohttp.ClientSession | None = None
 
     @classmethod
     def build(cls, settings: Settings, client: Redis, slack: AsyncWebClient) -> ServeContext:
@@ -88,8 +90,31 @@ class ServeContext:
             is_member(user_id, slack_cfg.approvers, self._groups)
         )
 
+    def reply_ephemeral(self, body: dict[str, Any], text: str) -> None:
+        """Answer the clicking user through the request's response_url, after the ack.
+
+        One shared HTTP session: Bolt's respond() opens a new one per call, which costs more
+        than the whole click under load.
+        """
+        url = str(body.get("response_url", ""))
+        if not url.startswith(("https://", "http://")):
+            log.warning("no response_url in the request; reply not sent: %s", text[:80])
+            return
+        self.spawn(self._post_response(url, text))
+
+    async def _post_response(self, url: str, text: str) -> None:
+        if self._http is None:
+            self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
+        payload = {"text": text, "response_type": "ephemeral", "replace_original": False}
+        async with self._http.post(url, json=payload) as resp:
+            if resp.status >= 300:
+                log.warning("response_url answered %s", resp.status)
+
     async def drain(self) -> None:
         """Wait for background work (shutdown, tests)."""
         while self._tasks:
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
         await self.notifier.drain()
+        if self._http is not None:
+            await self._http.close()
+            self._http = None

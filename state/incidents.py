@@ -120,14 +120,16 @@ class IncidentStore:
         """The incident with this id (open or archived), or None."""
         tag, seq = parse_incident_id(incident_id)
         keys = IncidentKeys(tag)
-        raw = text_map(await self.client.hgetall(keys.incident))
-        if raw and int(raw.get("seq", "0")) == seq:
-            return _incident(raw, text_map(await self.client.hgetall(keys.reporters)))
-        inc_key, rep_key = keys.archived(seq)
-        raw = text_map(await self.client.hgetall(inc_key))
-        if not raw:
-            return None
-        return _incident(raw, text_map(await self.client.hgetall(rep_key)))
+        for inc_key, rep_key in ((keys.incident, keys.reporters), keys.archived(seq)):
+            # Both hashes in one round trip; the reporters are discarded when seq differs.
+            async with self.client.pipeline(transaction=False) as pipe:
+                pipe.hgetall(inc_key)
+                pipe.hgetall(rep_key)
+                raw_inc, raw_rep = await pipe.execute()
+            raw = text_map(raw_inc)
+            if raw and int(raw.get("seq", "0")) == seq:
+                return _incident(raw, text_map(raw_rep))
+        return None
 
     async def list_open(self, limit: int = 50) -> list[Incident]:
         """Open incidents, oldest first."""
