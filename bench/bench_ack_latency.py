@@ -16,31 +16,19 @@ import argparse
 import asyncio
 import json
 import multiprocessing
-import os
-import re
-import shutil
-import signal
 import statistics
-import subprocess
-import sys
-import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
-from pathlib import Path
 
 import aiohttp
 from aiohttp import web
 from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.async_app import AsyncAck, AsyncApp
 
+from bench.lab_bot import FOREST, SIGNING_SECRET, WEBHOOK_TOKEN, lab_bot
 from lab.alert_samples import alert_body, dsa_guid
 from lab.slack_driver import SlackDriver, slack_signature
 from lab.slack_emulator import LAB_BOT_TOKEN, SlackEmulator
-from state.redis_server import RedisServer
-
-SECRET = "bench-signing-secret"
-TOKEN = "bench-token"
-FOREST = "corp.example.com"
 
 
 async def _clicks(url: str, body: bytes, total: int, concurrency: int) -> list[float]:
@@ -54,7 +42,7 @@ async def _clicks(url: str, body: bytes, total: int, concurrency: int) -> list[f
                 headers = {
                     "Content-Type": "application/x-www-form-urlencoded",
                     "X-Slack-Request-Timestamp": ts,
-                    "X-Slack-Signature": slack_signature(SECRET, ts, body),
+                    "X-Slack-Signature": slack_signature(SIGNING_SECRET, ts, body),
                 }
                 start = time.perf_counter()
                 async with session.post(url, data=body, headers=headers) as r:
@@ -84,7 +72,7 @@ async def _bare_bolt(emulator: SlackEmulator) -> tuple[web.AppRunner, str]:
 
     app = AsyncApp(
         client=AsyncWebClient(token=LAB_BOT_TOKEN, base_url=emulator.api_url),
-        signing_secret=SECRET,
+        signing_secret=SIGNING_SECRET,
     )
 
     @app.action("incident_diagnose")
@@ -103,14 +91,16 @@ async def _bare_bolt(emulator: SlackEmulator) -> tuple[web.AppRunner, str]:
 
 
 async def _run(args: argparse.Namespace, serve_url: str, emulator: SlackEmulator) -> list[str]:
-    driver = SlackDriver(emulator, signing_secret=SECRET, bot_url=serve_url + "/slack/events")
+    driver = SlackDriver(
+        emulator, signing_secret=SIGNING_SECRET, bot_url=serve_url + "/slack/events"
+    )
     body, ctype = alert_body("generic_json", f"dc1.{FOREST}", dsa_guid(1), FOREST)
     async with (
         aiohttp.ClientSession() as s,
         s.post(
             serve_url + "/alerts",
             data=body,
-            headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": ctype},
+            headers={"Authorization": f"Bearer {WEBHOOK_TOKEN}", "Content-Type": ctype},
         ) as r,
     ):
         assert r.status == 202
@@ -149,49 +139,8 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--requests", type=int, default=500)
     args = parser.parse_args(argv)
-    work = Path(tempfile.mkdtemp(prefix="bench-ack-"))
-    server = RedisServer(work / "redis", port=0).start()
-    emulator = SlackEmulator().start()
-    config = work / "c.toml"
-    config.write_text(
-        '[slack]\nchannel = "C0INCIDENT"\nresponders = ["U0ONCALL1"]\n'
-        f'[[forests]]\nname = "{FOREST}"\nldap_hosts = ["dc1.{FOREST}"]\n'
-    )
-    env = {
-        "PATH": os.environ.get("PATH", ""),
-        "REDIS_URL": server.url,
-        "AD1411_CONFIG": str(config),
-        "ALERT_WEBHOOK_TOKEN": TOKEN,
-        "SLACK_API_URL": emulator.api_url,
-        "SLACK_BOT_TOKEN": LAB_BOT_TOKEN,
-        "SLACK_SIGNING_SECRET": SECRET,
-        "PORT": "0",
-        "LOG_LEVEL": "WARNING",
-    }
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "bot.cli", "serve"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=(work / "serve.log").open("w"),
-        text=True,
-    )
-    try:
-        assert proc.stdout is not None
-        url = ""
-        for line in proc.stdout:
-            m = re.search(r"listening on (http://\S+)", line)
-            if m:
-                url = m.group(1)
-                break
-        if not url:
-            raise SystemExit(f"serve did not start: {(work / 'serve.log').read_text()[-2000:]}")
-        rows = asyncio.run(_run(args, url, emulator))
-    finally:
-        os.kill(proc.pid, signal.SIGTERM)
-        proc.wait(30)
-        emulator.stop()
-        server.stop()
-        shutil.rmtree(work, ignore_errors=True)
+    with lab_bot() as bot:
+        rows = asyncio.run(_run(args, bot.url, bot.emulator))
     print("| app | concurrency | clicks | p50 ms | p99 ms | p50 vs baseline | p99 vs baseline |")
     print("|---|---|---|---|---|---|---|")
     print("\n".join(rows))

@@ -11,28 +11,16 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
-import re
-import shutil
-import signal
-import subprocess
-import sys
-import tempfile
 import time
 from collections import Counter
-from pathlib import Path
 
 import aiohttp
 import redis
 from aiohttp import web
 
+from bench.lab_bot import FOREST, WEBHOOK_TOKEN, lab_bot
 from lab.alert_samples import FORMATS, alert_body, dsa_guid
-from lab.slack_emulator import LAB_BOT_TOKEN, SlackEmulator
 from state.keys import OPEN_INCIDENTS
-from state.redis_server import RedisServer
-
-FOREST = "corp.example.com"
-TOKEN = "bench-token"
 
 
 def _bodies(alerts: int, problems: int) -> list[tuple[bytes, str]]:
@@ -57,7 +45,7 @@ async def _blast(url: str, bodies: list[tuple[bytes, str]], concurrency: int) ->
                 session.post(
                     url,
                     data=body,
-                    headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": ctype},
+                    headers={"Authorization": f"Bearer {WEBHOOK_TOKEN}", "Content-Type": ctype},
                 ) as r,
             ):
                 await r.read()
@@ -87,22 +75,6 @@ async def _baseline(bodies: list[tuple[bytes, str]], concurrency: int) -> float:
         await runner.cleanup()
 
 
-def _start_serve(env: dict[str, str], log: Path) -> tuple[subprocess.Popen[str], str]:
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "bot.cli", "serve"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=log.open("w"),
-        text=True,
-    )
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        m = re.search(r"listening on (http://\S+)", line)
-        if m:
-            return proc, m.group(1)
-    raise RuntimeError(f"serve did not start; see {log}")
-
-
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--alerts", type=int, default=20_000)
@@ -110,38 +82,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--concurrency", type=int, default=20)
     args = parser.parse_args(argv)
     bodies = _bodies(args.alerts, args.problems)
-    work = Path(tempfile.mkdtemp(prefix="bench-storm-"))
-    server = RedisServer(work / "redis", port=0).start()
-    emulator = SlackEmulator().start()
-    config = work / "c.toml"
-    config.write_text(
-        '[slack]\nchannel = "C0INCIDENT"\nresponders = ["U0ONCALL1"]\n[alerts]\n'
-        f'coalesce_seconds = 1\n[[forests]]\nname = "{FOREST}"\nldap_hosts = ["dc0.{FOREST}"]\n'
-    )
-    env = {
-        "PATH": os.environ.get("PATH", ""),
-        "REDIS_URL": server.url,
-        "AD1411_CONFIG": str(config),
-        "ALERT_WEBHOOK_TOKEN": TOKEN,
-        "SLACK_API_URL": emulator.api_url,
-        "SLACK_BOT_TOKEN": LAB_BOT_TOKEN,
-        "SLACK_SIGNING_SECRET": "bench-signing-secret",
-        "PORT": "0",
-        "LOG_LEVEL": "WARNING",
-    }
-    proc, url = _start_serve(env, work / "serve.log")
-    try:
-        storm_s = asyncio.run(_blast(url + "/alerts", bodies, args.concurrency))
+    with lab_bot("[alerts]\ncoalesce_seconds = 1") as bot:
+        storm_s = asyncio.run(_blast(bot.url + "/alerts", bodies, args.concurrency))
         base_s = asyncio.run(_baseline(bodies, args.concurrency))
         time.sleep(3)  # let the last coalesced updates go out before counting Slack calls
-        incidents = redis.Redis.from_url(server.url).zcard(OPEN_INCIDENTS)
-        calls = Counter(c.method for c in emulator.calls())
-    finally:
-        os.kill(proc.pid, signal.SIGTERM)
-        proc.wait(30)
-        emulator.stop()
-        server.stop()
-        shutil.rmtree(work, ignore_errors=True)
+        incidents = redis.Redis.from_url(bot.redis_url).zcard(OPEN_INCIDENTS)
+        calls = Counter(c.method for c in bot.emulator.calls())
     rate, base_rate = args.alerts / storm_s, args.alerts / base_s
     print("| measure | alerts/s | seconds | incidents | Slack calls | vs baseline |")
     print("|---|---|---|---|---|---|")
