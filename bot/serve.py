@@ -67,6 +67,7 @@ class ServeRuntime:
         if env.SLACK_APP_TOKEN is not None:
             self._socket = AsyncSocketModeHandler(bolt, env.SLACK_APP_TOKEN.get_secret_value())
             await self._socket.connect_async()  # type: ignore[no-untyped-call]
+        self.ctx.spawn(self.ctx.notifier.post_missing())
         return self
 
     async def stop(self) -> None:

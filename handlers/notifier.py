@@ -15,6 +15,7 @@ from handlers.metrics import ServeMetrics
 from state.incidents import IncidentStore, Intake
 
 log = logging.getLogger(__name__)
+POST_CLAIM_SECONDS = 60
 THREAD_INTRO = (
     "This thread is the incident's record: diagnosis, steps, approvals and their results "
     "are posted here."
@@ -55,9 +56,19 @@ class IncidentNotifier:
         # The slot outlives the trailing-edge wait so two processes never update in one window.
         return 2 * self.window + 30
 
+    async def post_missing(self) -> int:
+        """Post the messages of open incidents that have none (a replica died before posting)."""
+        missing = [inc.id for inc in await self.store.list_open() if inc.ts is None]
+        for incident_id in missing:
+            await self._post(incident_id)
+        return len(missing)
+
     async def _post(self, incident_id: str) -> None:
+        # One poster per incident across replicas; the claim expires if the poster dies.
+        if not await self.store.take_post_claim(incident_id, POST_CLAIM_SECONDS):
+            return
         inc = await self.store.get(incident_id)
-        if inc is None:
+        if inc is None or inc.ts is not None:
             return
         try:
             resp = await self.client.chat_postMessage(

@@ -167,6 +167,14 @@ class IncidentStore:
             return True
         return False
 
+    async def take_post_claim(self, incident_id: str, ttl_s: float) -> bool:
+        """Claim the posting of the incident message (one replica posts it)."""
+        tag, seq = parse_incident_id(incident_id)
+        ok = await self.client.set(
+            f"{IncidentKeys(tag).post_lock}:{seq}", b"1", nx=True, px=max(1, int(ttl_s * 1000))
+        )
+        return bool(ok)
+
     async def take_update_slot(self, incident_id: str, window_s: float) -> bool:
         """Claim the right to update the incident message in this window (coalescing)."""
         tag, _ = parse_incident_id(incident_id)

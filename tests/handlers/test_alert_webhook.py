@@ -303,3 +303,39 @@ async def test_slack_rate_limit_and_5xx_are_retried_once_each(bot: Bot) -> None:
     )
     assert [c.status for c in bot.emulator.calls("chat.update")][:2] == [503, 200]
     assert len(bot.incident_messages()) == 1
+
+
+async def test_incident_left_unposted_by_a_dead_replica_is_posted_at_start(
+    tmp_path: Path,
+    redis_url: str,
+    slack_env: dict[str, str],
+    slack_emulator: SlackEmulator,
+) -> None:
+    import redis.asyncio
+
+    from state.incidents import AlertRecord, IncidentStore
+
+    # As if a serve process recorded the alert and died before posting its message.
+    store = IncidentStore(redis.asyncio.Redis.from_url(redis_url))
+    intake = await store.record(
+        AlertRecord(FOREST, dsa_guid(10), "dc1.corp.example.com", 8589, None, "event_text")
+    )
+    await store.client.aclose()
+    env = bot_env(
+        REDIS_URL=redis_url,
+        AD1411_CONFIG=str(write_config(tmp_path / "c.toml")),
+        **{k: v for k, v in slack_env.items() if k != "SLACK_APP_TOKEN"},
+    )
+    with serve(env, tmp_path, "a"), serve(env, tmp_path, "b"):
+        msgs = slack_emulator.wait_for(
+            lambda: [
+                m
+                for m in slack_emulator.messages("C0INCIDENT")
+                if "blocks" in m and intake.incident_id in json.dumps(m["blocks"])
+            ],
+            timeout=30,
+        )
+    # Two replicas started; exactly one posted it.
+    assert len(msgs) == 1
+    posts = [c for c in slack_emulator.calls("chat.postMessage") if "thread_ts" not in c.params]
+    assert len(posts) == 1
