@@ -90,6 +90,12 @@ def bot_env(**overrides: str) -> dict[str, str]:
     return env
 
 
+def http_env(slack_env: dict[str, str], **overrides: str) -> dict[str, str]:
+    """bot_env for a bot in HTTP mode: the Slack variables without the Socket Mode token."""
+    slack = {k: v for k, v in slack_env.items() if k != "SLACK_APP_TOKEN"}
+    return bot_env(**slack, **overrides)
+
+
 @contextmanager
 def serve(
     env: dict[str, str], log_dir: Path, name: str = "serve"

@@ -17,7 +17,7 @@ import pytest
 from lab.alert_samples import FORMATS, alert_body, dsa_guid
 from lab.slack_emulator import SlackEmulator
 from tests.handlers.serve_config import FOREST, write_config
-from tests.procs import bot_env, serve
+from tests.procs import http_env, serve
 
 pytestmark = [pytest.mark.slack, pytest.mark.e2e, pytest.mark.slow]
 TOKEN = "storm-token"
@@ -30,11 +30,11 @@ async def test_storm_gives_one_incident_per_problem(
     tmp_path: Path, redis_url: str, slack_env: dict[str, str], slack_emulator: SlackEmulator
 ) -> None:
     cfg = write_config(tmp_path / "c.toml", coalesce_seconds=WINDOW)
-    env = bot_env(
+    env = http_env(
+        slack_env,
         REDIS_URL=redis_url,
         AD1411_CONFIG=str(cfg),
         ALERT_WEBHOOK_TOKEN=TOKEN,
-        **{k: v for k, v in slack_env.items() if k != "SLACK_APP_TOKEN"},
     )
     rng = random.Random(1411)
     # Each problem is reported by 2-5 DCs; the expected reporters are what we actually send.

@@ -18,7 +18,7 @@ from lab.slack_driver import SlackDriver
 from lab.slack_emulator import SlackEmulator
 from state.keys import JOBS_STREAM, OPEN_INCIDENTS
 from tests.handlers.serve_config import FOREST, write_config
-from tests.procs import bot_env, serve
+from tests.procs import http_env, serve
 
 pytestmark = [pytest.mark.slack, pytest.mark.e2e]
 TOKEN = "webhook-token-for-tests"
@@ -62,12 +62,12 @@ async def bot(
     cfg = write_config(
         tmp_path / "c.toml", extra='hmac_secret = { env = "ALERT_HMAC" }', coalesce_seconds=0.5
     )
-    env = bot_env(
+    env = http_env(
+        slack_env,
         REDIS_URL=redis_url,
         AD1411_CONFIG=str(cfg),
         ALERT_WEBHOOK_TOKEN=TOKEN,
         ALERT_HMAC=HMAC_KEY,
-        **{k: v for k, v in slack_env.items() if k != "SLACK_APP_TOKEN"},
     )
     with serve(env, tmp_path) as (proc, url):
         yield Bot(
@@ -321,10 +321,10 @@ async def test_incident_left_unposted_by_a_dead_replica_is_posted_at_start(
         AlertRecord(FOREST, dsa_guid(10), "dc1.corp.example.com", 8589, None, "event_text")
     )
     await store.client.aclose()
-    env = bot_env(
+    env = http_env(
+        slack_env,
         REDIS_URL=redis_url,
         AD1411_CONFIG=str(write_config(tmp_path / "c.toml")),
-        **{k: v for k, v in slack_env.items() if k != "SLACK_APP_TOKEN"},
     )
     with serve(env, tmp_path, "a"), serve(env, tmp_path, "b"):
         msgs = slack_emulator.wait_for(

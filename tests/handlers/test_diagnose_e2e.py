@@ -15,7 +15,7 @@ from lab.alert_samples import alert_body
 from lab.samba import SambaForest
 from lab.slack_driver import SlackDriver
 from lab.slack_emulator import SlackEmulator
-from tests.procs import BotProcess, bot_env, serve
+from tests.procs import BotProcess, http_env, serve
 
 pytestmark = [pytest.mark.samba, pytest.mark.slack, pytest.mark.e2e, pytest.mark.slow]
 TOKEN = "diag-token"
@@ -61,12 +61,12 @@ def worker(tmp_path: Path, env: dict[str, str]) -> Iterator[BotProcess]:
 def env(
     tmp_path: Path, redis_url: str, slack_env: dict[str, str], healthy_forest: SambaForest
 ) -> dict[str, str]:
-    return bot_env(
+    return http_env(
+        slack_env,
         REDIS_URL=redis_url,
         AD1411_CONFIG=str(_config(tmp_path / "c.toml", healthy_forest)),
         ALERT_WEBHOOK_TOKEN=TOKEN,
         LAB_LDAP_PASSWORD=healthy_forest.admin_password,
-        **{k: v for k, v in slack_env.items() if k != "SLACK_APP_TOKEN"},
     )
 
 

@@ -13,7 +13,7 @@ import pytest
 from lab.slack_driver import Forgery, SlackDriver
 from lab.slack_emulator import SlackEmulator
 from tests.handlers.serve_config import write_config
-from tests.procs import BotProcess, bot_env, serve
+from tests.procs import BotProcess, bot_env, http_env, serve
 
 pytestmark = [pytest.mark.slack, pytest.mark.e2e]
 
@@ -29,10 +29,10 @@ async def test_help_over_http_and_signature_checks(
     slack_env: dict[str, str],
     slack_driver_factory: Callable[[str | None], SlackDriver],
 ) -> None:
-    env = bot_env(
+    env = http_env(
+        slack_env,
         REDIS_URL=redis_url,
         AD1411_CONFIG=str(write_config(tmp_path / "c.toml")),
-        **{k: v for k, v in slack_env.items() if k != "SLACK_APP_TOKEN"},
     )
     with serve(env, tmp_path) as (proc, url):
         driver = slack_driver_factory(url + "/slack/events")
@@ -63,10 +63,10 @@ async def test_unknown_subcommand_gets_usage(
     slack_env: dict[str, str],
     slack_driver_factory: Callable[[str | None], SlackDriver],
 ) -> None:
-    env = bot_env(
+    env = http_env(
+        slack_env,
         REDIS_URL=redis_url,
         AD1411_CONFIG=str(write_config(tmp_path / "c.toml")),
-        **{k: v for k, v in slack_env.items() if k != "SLACK_APP_TOKEN"},
     )
     with serve(env, tmp_path) as (_, url):
         driver = slack_driver_factory(url + "/slack/events")
