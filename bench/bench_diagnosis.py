@@ -17,8 +17,8 @@ from pathlib import Path
 from typing import Any
 
 from bot.config import DcOverride, LdapSection
-from bot.diagnosis import diagnose
-from bot.directory import DirectoryClient
+from bot.directory.client import DirectoryClient
+from bot.directory.gather import diagnose
 
 
 def _client(forest: Any) -> DirectoryClient:

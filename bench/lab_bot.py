@@ -57,7 +57,7 @@ def lab_bot(config_extra: str = "") -> Iterator[LabBot]:
     }
     log = work / "serve.log"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "bot.cli", "serve"],
+        [sys.executable, "-m", "bot.app.cli", "serve"],
         env=env,
         stdout=subprocess.PIPE,
         stderr=log.open("w"),

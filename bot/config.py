@@ -75,6 +75,23 @@ class ApprovalsSection(_Strict):
     obligation_deadline_seconds: int = Field(default=3600, gt=0, le=7 * 86_400)
 
 
+class WorkerSection(_Strict):
+    """Deadlines and liveness of `ad1411 worker`."""
+
+    diagnosis_deadline_seconds: float = Field(
+        default=180.0, gt=0, le=3600, description="a diagnosis job fails after this long"
+    )
+    heartbeat_seconds: float = Field(
+        default=5.0, gt=0, le=300, description="how often a worker says it is alive"
+    )
+    heartbeat_stale_seconds: float = Field(
+        default=30.0, gt=0, le=3600, description="a worker silent this long counts as dead"
+    )
+    reclaim_idle_seconds: float = Field(
+        default=60.0, gt=0, le=86_400, description="a job held this long by a dead worker moves"
+    )
+
+
 class LdapSection(_Strict):
     """How to reach and bind to the forest's directory."""
 
@@ -142,6 +159,7 @@ class FileConfig(_Strict):
     slack: SlackSection
     alerts: AlertsSection = Field(default_factory=AlertsSection)
     approvals: ApprovalsSection = Field(default_factory=ApprovalsSection)
+    worker: WorkerSection = Field(default_factory=WorkerSection)
     forests: list[ForestSection] = Field(default_factory=list)
 
     def forest(self, name: str) -> ForestSection | None:

@@ -6,9 +6,9 @@ from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncApp
 
-from handlers.blocks import ACTION_DIAGNOSE, ACTION_START
 from handlers.context import ServeContext
-from handlers.diagnose import request_diagnosis
+from handlers.diagnosis_request import request_diagnosis
+from handlers.render.incident import ACTION_DIAGNOSE, ACTION_START
 from state.keys import parse_incident_id
 
 

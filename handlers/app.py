@@ -12,7 +12,7 @@ from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.errors import SlackApiError
 
-from handlers import actions, commands, events
+from handlers import actions, events, slash
 from handlers.context import ServeContext
 from handlers.webhook import CTX_KEY, post_alerts
 
@@ -30,7 +30,7 @@ def build_bolt_app(ctx: ServeContext) -> AsyncApp:
         process_before_response=True,
         raise_error_for_unhandled_request=False,
     )
-    commands.register(app, ctx)
+    slash.register(app, ctx)
     actions.register(app, ctx)
     events.register(app, ctx)
     return app
@@ -46,7 +46,7 @@ class Readiness:
     async def check(self) -> dict[str, str]:
         problems: dict[str, str] = {}
         try:
-            await self.ctx.redis.ping()
+            await self.ctx.store.ping()
         except Exception as exc:
             problems["redis"] = f"not reachable: {type(exc).__name__}"
         if time.monotonic() - self._slack_ok_at > AUTH_CACHE_SECONDS:

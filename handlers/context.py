@@ -1,4 +1,7 @@
-"""What the serve-side handlers share: settings, Redis stores, the Slack client, metrics."""
+"""What the serve-side handlers share: settings, the state stores, the Slack client, metrics.
+
+Handlers reach Redis only through the stores of `state/`; there is no raw client here.
+"""
 
 from __future__ import annotations
 
@@ -10,19 +13,23 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import aiohttp
-from redis.asyncio import Redis
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.authz import group_ids, is_member
 from bot.config import Settings
+from bot.procedure.roles import group_ids, is_member
 from handlers.metrics import ServeMetrics
 from handlers.notifier import IncidentNotifier
+from handlers.thread import IncidentThread
+from state.diagnoses import DiagnosisStore
 from state.incidents import IncidentStore
 from state.jobs import JobQueue
+from state.seen import SeenOnce
+from state.workers import WorkerRegistry
 
 log = logging.getLogger(__name__)
 GROUP_CACHE_SECONDS = 300.0
+RESPONSE_URL_TIMEOUT_SECONDS = 10
 
 
 @dataclass
@@ -30,30 +37,19 @@ class ServeContext:
     """Long-lived objects of one serve process."""
 
     settings: Settings
-    redis: Redis
     slack: AsyncWebClient
     metrics: ServeMetrics
     store: IncidentStore
+    diagnoses: DiagnosisStore
+    workers: WorkerRegistry
+    seen: SeenOnce
     jobs: JobQueue
+    thread: IncidentThread
     notifier: IncidentNotifier
     _groups: dict[str, frozenset[str]] = field(default_factory=dict)
     _groups_at: float = 0.0
     _tasks: set[asyncio.Task[Any]] = field(default_factory=set)
     _http: aiohttp.ClientSession | None = None
-
-    @classmethod
-    def build(cls, settings: Settings, client: Redis, slack: AsyncWebClient) -> ServeContext:
-        """Wire the stores and notifier around one Redis client and one Slack client."""
-        metrics = ServeMetrics()
-        store = IncidentStore(client)
-        notifier = IncidentNotifier(
-            store,
-            slack,
-            settings.file.slack.channel,
-            settings.file.alerts.coalesce_seconds,
-            metrics,
-        )
-        return cls(settings, client, slack, metrics, store, JobQueue(client), notifier)
 
     def spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
         """Run Slack follow-ups after the ack, never inside it."""
@@ -98,13 +94,15 @@ class ServeContext:
         """
         url = str(body.get("response_url", ""))
         if not url.startswith(("https://", "http://")):
-            log.warning("no response_url in the request; reply not sent: %s", text[:80])
+            log.warning("no response_url in the request; reply not sent: %.80s", text)
             return
         self.spawn(self._post_response(url, text))
 
     async def _post_response(self, url: str, text: str) -> None:
         if self._http is None:
-            self._http = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10))
+            self._http = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=RESPONSE_URL_TIMEOUT_SECONDS)
+            )
         payload = {"text": text, "response_type": "ephemeral", "replace_original": False}
         async with self._http.post(url, json=payload) as resp:
             if resp.status >= 300:

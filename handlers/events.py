@@ -7,12 +7,11 @@ from typing import Any
 
 from slack_bolt.async_app import AsyncApp, AsyncBoltContext
 
-from bot.alert_formats import find_alerts_in_text
+from bot.alerts.formats import find_alerts_in_text
 from bot.errors import AlertRejected
-from handlers.blocks import mrkdwn_escape
 from handlers.context import ServeContext
 from handlers.intake import check_forests, take_alerts
-from state.keys import PREFIX
+from handlers.render.text import mrkdwn_escape
 
 log = logging.getLogger(__name__)
 SEEN_EVENT_SECONDS = 86_400
@@ -43,12 +42,8 @@ def register(app: AsyncApp, ctx: ServeContext) -> None:
         if context.bot_id is not None and event.get("bot_id") == context.bot_id:
             return  # our own incident messages quote the event text
         event_id = str(body.get("event_id", ""))
-        if event_id:
-            first = await ctx.redis.set(
-                f"{PREFIX}:seen-event:{event_id}", b"1", nx=True, ex=SEEN_EVENT_SECONDS
-            )
-            if not first:
-                return  # a Slack retry of an event we already took
+        if event_id and not await ctx.seen.first("slack-event", event_id, SEEN_EVENT_SECONDS):
+            return  # a Slack retry of an event we already took
         try:
             alerts = find_alerts_in_text(message_text(event))
             check_forests(ctx, alerts)
@@ -57,10 +52,10 @@ def register(app: AsyncApp, ctx: ServeContext) -> None:
             log.info("message %s in %s: 1411 event not accepted: %s", event.get("ts"), channel, exc)
             # Say why in the message's thread, so the integration's owner can fix the source.
             ctx.spawn(
-                ctx.slack.chat_postMessage(
-                    channel=channel,
-                    thread_ts=str(event.get("ts", "")),
-                    text="This looks like Event 1411 but no incident was opened: "
+                ctx.thread.post(
+                    channel,
+                    str(event.get("ts", "")),
+                    "This looks like Event 1411 but no incident was opened: "
                     + mrkdwn_escape(str(exc)),
                 )
             )

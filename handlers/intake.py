@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bot.alert import Alert
+from bot.alerts.model import Alert
 from bot.errors import AlertRejected
 from handlers.context import ServeContext
 from state.incidents import AlertRecord, Intake

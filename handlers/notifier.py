@@ -10,8 +10,9 @@ from typing import Any
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from handlers.blocks import incident_blocks, incident_fallback_text
 from handlers.metrics import ServeMetrics
+from handlers.render.incident import incident_blocks, incident_fallback_text
+from handlers.thread import IncidentThread
 from state.incidents import IncidentStore, Intake
 
 log = logging.getLogger(__name__)
@@ -28,13 +29,16 @@ class IncidentNotifier:
     def __init__(
         self,
         store: IncidentStore,
+        *,
         client: AsyncWebClient,
+        thread: IncidentThread,
         channel: str,
         coalesce_seconds: float,
         metrics: ServeMetrics,
     ) -> None:
         self.store = store
         self.client = client
+        self.thread = thread
         self.channel = channel
         self.window = coalesce_seconds
         self.metrics = metrics
@@ -80,11 +84,8 @@ class IncidentNotifier:
             return
         channel, ts = str(resp["channel"]), str(resp["ts"])
         await self.store.set_message(incident_id, channel, ts)
-        try:
-            await self.client.chat_postMessage(channel=channel, thread_ts=ts, text=THREAD_INTRO)
-        except SlackApiError as exc:
+        if not await self.thread.post(channel, ts, THREAD_INTRO):
             self.metrics.slack_api_errors.labels("chat.postMessage").inc()
-            log.warning("thread intro for %s failed: %s", incident_id, exc.response.get("error"))
 
     async def _flush_later(self, incident_id: str) -> None:
         try:

@@ -8,7 +8,7 @@ import time
 
 from aiohttp import web
 
-from bot.alert_formats import parse_alerts
+from bot.alerts.formats import parse_alerts
 from bot.errors import AlertRejected
 from handlers.context import ServeContext
 from handlers.intake import check_forests, take_alerts

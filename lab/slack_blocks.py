@@ -73,43 +73,49 @@ def _limit_errors(block: dict[str, Any], pointer: str) -> list[str]:
         errors.append(_too_long(BLOCK_ID_MAX, f"{pointer}/block_id"))
     kind = block.get("type")
     if kind == "section":
-        if "text" not in block and "fields" not in block:
-            errors.append(f"must provide text or fields [json-pointer:{pointer}]")
-        if "text" in block:
-            errors += _text_errors(block["text"], f"{pointer}/text", SECTION_TEXT_MAX)
-        fields = block.get("fields", [])
-        if isinstance(fields, list):
-            if len(fields) > SECTION_FIELDS_MAX:
-                where = f"{pointer}/fields"
-                errors.append(
-                    f"no more than {SECTION_FIELDS_MAX} items allowed [json-pointer:{where}]"
-                )
-            for i, field in enumerate(fields):
-                errors += _text_errors(field, f"{pointer}/fields/{i}", SECTION_FIELD_MAX)
-        if "accessory" in block:
-            errors += _element_errors(block["accessory"], f"{pointer}/accessory")
+        errors += _section_errors(block, pointer)
     elif kind == "header":
         errors += _text_errors(block.get("text"), f"{pointer}/text", HEADER_TEXT_MAX)
     elif kind in ("actions", "context"):
-        elements = block.get("elements")
         limit = ACTIONS_ELEMENTS_MAX if kind == "actions" else CONTEXT_ELEMENTS_MAX
-        if not isinstance(elements, list) or not elements:
-            errors.append(f"must provide at least 1 item [json-pointer:{pointer}/elements]")
-        else:
-            if len(elements) > limit:
+        errors += _elements_errors(block.get("elements"), pointer, limit)
+    return errors
+
+
+def _section_errors(block: dict[str, Any], pointer: str) -> list[str]:
+    errors: list[str] = []
+    if "text" not in block and "fields" not in block:
+        errors.append(f"must provide text or fields [json-pointer:{pointer}]")
+    if "text" in block:
+        errors += _text_errors(block["text"], f"{pointer}/text", SECTION_TEXT_MAX)
+    fields = block.get("fields", [])
+    if isinstance(fields, list):
+        if len(fields) > SECTION_FIELDS_MAX:
+            where = f"{pointer}/fields"
+            errors.append(f"no more than {SECTION_FIELDS_MAX} items allowed [json-pointer:{where}]")
+        for i, field in enumerate(fields):
+            errors += _text_errors(field, f"{pointer}/fields/{i}", SECTION_FIELD_MAX)
+    if "accessory" in block:
+        errors += _element_errors(block["accessory"], f"{pointer}/accessory")
+    return errors
+
+
+def _elements_errors(elements: object, pointer: str, limit: int) -> list[str]:
+    if not isinstance(elements, list) or not elements:
+        return [f"must provide at least 1 item [json-pointer:{pointer}/elements]"]
+    errors: list[str] = []
+    if len(elements) > limit:
+        errors.append(f"no more than {limit} items allowed [json-pointer:{pointer}/elements]")
+    seen: set[str] = set()
+    for i, element in enumerate(elements):
+        errors += _element_errors(element, f"{pointer}/elements/{i}")
+        action_id = element.get("action_id") if isinstance(element, dict) else None
+        if isinstance(action_id, str):
+            if action_id in seen:
                 errors.append(
-                    f"no more than {limit} items allowed [json-pointer:{pointer}/elements]"
+                    f"duplicate action_id [json-pointer:{pointer}/elements/{i}/action_id]"
                 )
-            seen: set[str] = set()
-            for i, element in enumerate(elements):
-                errors += _element_errors(element, f"{pointer}/elements/{i}")
-                action_id = element.get("action_id") if isinstance(element, dict) else None
-                if isinstance(action_id, str):
-                    if action_id in seen:
-                        errors.append(
-                            f"duplicate action_id [json-pointer:{pointer}/elements/{i}/action_id]"
-                        )
-                    seen.add(action_id)
+            seen.add(action_id)
     return errors
 
 

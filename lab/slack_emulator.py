@@ -1,29 +1,25 @@
 """A local Slack: Web API, response_url and Socket Mode over HTTP on 127.0.0.1, recording all.
 
 In-process: `SlackEmulator(...).start()` (own thread and loop) or `await emu.start_async()`.
-Standalone: `python -m lab.slack_emulator --port N --bot-url http://127.0.0.1:3000/slack/events`
+Standalone: `python -m lab.slack_console --port N --bot-url http://127.0.0.1:3000/slack/events`
 (tokens and signing secret from SLACK_BOT_TOKEN, SLACK_APP_TOKEN, SLACK_SIGNING_SECRET or flags);
 then drive it with the control API under /_lab/ (see `_control_routes`).
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
 import contextlib
 import hmac
 import json
-import os
-import signal
 import threading
 import time
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Coroutine
 from dataclasses import asdict
-from typing import Any, Self, TypeVar
+from typing import Any, Protocol, Self, TypeVar
 
 from aiohttp import web
 
-from lab.slack_driver import SlackDriver
 from lab.slack_faults import FaultPlan
 from lab.slack_methods import JSON_FIELDS, METHODS, post_to_response_url
 from lab.slack_socket import SocketHub
@@ -34,6 +30,45 @@ T = TypeVar("T")
 LAB_BOT_TOKEN = "xoxb-lab-bot-token-not-real"
 LAB_APP_TOKEN = "xapp-1-A0APP0001-lab-app-token"
 _URL_GONE = ("no_such_url", "expired_url", "used_url")
+
+
+class SlackAnswer(Protocol):
+    """The bot's answer to something a Slack user did."""
+
+    @property
+    def status(self) -> int:
+        """HTTP status (200 for a Socket Mode ack)."""
+        ...
+
+    @property
+    def body(self) -> str:
+        """The body of the answer."""
+        ...
+
+
+class SlackUser(Protocol):
+    """Acting as a Slack user towards the bot (`lab.slack_driver.SlackDriver` is one)."""
+
+    async def slash_command(
+        self, command: str, text: str = "", *, user_id: str = ..., channel_id: str = ...
+    ) -> SlackAnswer:
+        """Send a slash command."""
+        ...
+
+    async def click(
+        self,
+        message: dict[str, Any],
+        *,
+        action_id: str | None = None,
+        text: str | None = None,
+        user_id: str = ...,
+    ) -> SlackAnswer:
+        """Click a button of a message."""
+        ...
+
+    async def message_event(self, channel: str, text: str, *, user: str = ...) -> SlackAnswer:
+        """Post a message (an Events API delivery)."""
+        ...
 
 
 class SlackEmulator:
@@ -53,7 +88,7 @@ class SlackEmulator:
         self.workspace = workspace or SlackWorkspace()
         self.faults = FaultPlan()
         self.socket = SocketHub(self.workspace)
-        self.driver: SlackDriver | None = None  # set to enable the /_lab/ actions
+        self.driver: SlackUser | None = None  # set to enable the /_lab/ actions
         self.host = host
         self.port = port
         self._bot_token = bot_token
@@ -374,7 +409,7 @@ def _on_loop(loop: asyncio.AbstractEventLoop) -> bool:
 def _control_routes(app: web.Application, emu: SlackEmulator) -> None:
     """/_lab/ endpoints: inspect what the bot did, inject faults, act as a Slack user."""
 
-    def need_driver() -> SlackDriver:
+    def need_driver() -> SlackUser:
         if emu.driver is None:
             raise web.HTTPConflict(text="start the emulator with --bot-url (or --socket-mode)")
         return emu.driver
@@ -446,55 +481,3 @@ def _control_routes(app: web.Application, emu: SlackEmulator) -> None:
     app.router.add_post("/_lab/command", command)
     app.router.add_post("/_lab/click", click)
     app.router.add_post("/_lab/message", post)
-
-
-# -- standalone ----------------------------------------------------------------------------
-
-
-def _arguments(argv: Sequence[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m lab.slack_emulator", description=__doc__)
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, default=0, help="0 picks a free port")
-    parser.add_argument(
-        "--bot-url", help="the bot's Request URL, e.g. http://127.0.0.1:3000/slack/events"
-    )
-    parser.add_argument("--socket-mode", action="store_true", help="deliver through Socket Mode")
-    parser.add_argument("--signing-secret", default=os.environ.get("SLACK_SIGNING_SECRET"))
-    parser.add_argument("--bot-token", default=os.environ.get("SLACK_BOT_TOKEN", LAB_BOT_TOKEN))
-    parser.add_argument("--app-token", default=os.environ.get("SLACK_APP_TOKEN", LAB_APP_TOKEN))
-    parser.add_argument("--strict", action="store_true", help="unknown channel/user IDs fail")
-    return parser.parse_args(argv)
-
-
-async def _serve(args: argparse.Namespace) -> None:
-    emu = SlackEmulator(
-        bot_token=args.bot_token,
-        app_token=args.app_token,
-        workspace=SlackWorkspace(strict=args.strict),
-        host=args.host,
-        port=args.port,
-    )
-    await emu.start_async()
-    if args.socket_mode:
-        emu.driver = SlackDriver(emu, socket_mode=True)
-    elif args.bot_url:
-        if not args.signing_secret:
-            raise SystemExit("--bot-url needs the signing secret (SLACK_SIGNING_SECRET)")
-        emu.driver = SlackDriver(emu, signing_secret=args.signing_secret, bot_url=args.bot_url)
-    print(f"SLACK_API_URL={emu.api_url}", flush=True)
-    print(f"control API: {emu.base_url}/_lab/ (calls, messages, command, click, message, faults)")
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
-    await emu.stop_async()
-
-
-def main(argv: Sequence[str] | None = None) -> None:
-    """Run the emulator in the foreground until SIGINT/SIGTERM."""
-    asyncio.run(_serve(_arguments(argv)))
-
-
-if __name__ == "__main__":
-    main()

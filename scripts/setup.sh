@@ -1,7 +1,19 @@
 #!/usr/bin/env bash
 # Shared set-up: Debian packages when missing, then a venv with the locked dependencies.
+# Prints one line per phase; the tools' own output goes to .venv-setup.log (shown on failure).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+LOG="$PWD/.venv-setup.log"
+: > "$LOG"
+
+step() { printf 'setup: %s\n' "$*"; }
+quiet() {
+  if ! "$@" >>"$LOG" 2>&1; then
+    echo "setup: FAILED: $*" >&2
+    tail -n 40 "$LOG" >&2
+    exit 1
+  fi
+}
 
 need_pkgs=()
 command -v samba-tool >/dev/null 2>&1 || need_pkgs+=(samba-ad-dc samba-ad-provision)
@@ -11,9 +23,9 @@ command -v unshare >/dev/null 2>&1 || need_pkgs+=(util-linux)
 command -v ip >/dev/null 2>&1 || need_pkgs+=(iproute2)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   if [ "$(id -u)" -eq 0 ]; then
-    echo "setup: installing Debian packages: ${need_pkgs[*]}"
-    apt-get update -q
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${need_pkgs[@]}"
+    step "installing Debian packages: ${need_pkgs[*]}"
+    quiet apt-get update -q
+    quiet env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${need_pkgs[@]}"
   else
     echo "setup: not root, cannot install ${need_pkgs[*]}; the Samba lab tests will say why they skip" >&2
   fi
@@ -21,9 +33,14 @@ fi
 
 PY=${PYTHON:-python3.11}
 if [ ! -x .venv/bin/python ] || ! cmp -s requirements.lock .venv/.lock-installed; then
-  "$PY" -m venv .venv
-  .venv/bin/python -m pip install -q --upgrade pip >/dev/null 2>&1 || true
-  .venv/bin/python -m pip install -q -r requirements.lock
-  .venv/bin/python -m pip install -q --no-deps --no-build-isolation -e .
+  step "creating .venv with $("$PY" --version 2>&1) and the locked dependencies"
+  quiet "$PY" -m venv .venv
+  quiet .venv/bin/python -m pip install -q --disable-pip-version-check -r requirements.lock
+  step "installing the bot (editable) into .venv"
+  quiet .venv/bin/python -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
+  # The lab (emulators, simulator, demo) is not in the package: the source checkout provides it.
+  site=$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+  pwd > "$site/ad1411-source-checkout.pth"
   cp requirements.lock .venv/.lock-installed
 fi
+step "ready (.venv)"

@@ -6,5 +6,6 @@ cd "$(dirname "$0")/.."
 .venv/bin/ruff check --no-cache .
 .venv/bin/ruff format --no-cache --check .
 .venv/bin/mypy
+.venv/bin/lint-imports --no-cache
 mkdir -p test-results
 exec .venv/bin/pytest -rs --junitxml=test-results/junit.xml "$@"

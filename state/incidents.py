@@ -9,7 +9,7 @@ import redis.asyncio
 
 from state.audit import AUDIT_MAXLEN, AuditLog
 from state.codec import text, text_map
-from state.keys import OPEN_INCIDENTS, IncidentKeys, incident_tag, parse_incident_id
+from state.keys import GLOBAL_AUDIT, OPEN_INCIDENTS, IncidentKeys, incident_tag, parse_incident_id
 from state.scripts import LuaScripts
 
 
@@ -94,7 +94,7 @@ class IncidentStore:
         keys = IncidentKeys(tag)
         created, incident_id, count = await self.scripts(
             "record_alert",
-            [keys.incident, keys.reporters, keys.audit, keys.seq],
+            [keys.incident, keys.reporters, keys.audit, keys.seq, OPEN_INCIDENTS, GLOBAL_AUDIT],
             [
                 now,
                 alert.forest,
@@ -108,12 +108,6 @@ class IncidentStore:
             ],
         )
         iid = text(incident_id)
-        if created:
-            # The open-incident index lives in another slot: a separate, idempotent write.
-            await self.client.zadd(OPEN_INCIDENTS, {iid: now})
-            await self.audit.append_global(
-                "incident_opened", incident=iid, reporting_dc=alert.reporting_dc
-            )
         return Intake(incident_id=iid, created=bool(created), count=int(count))
 
     async def get(self, incident_id: str) -> Incident | None:
@@ -156,16 +150,14 @@ class IncidentStore:
         now = int(time.time() * 1000)
         done = await self.scripts(
             "close_incident",
-            [keys.incident, keys.reporters, keys.audit],
+            [keys.incident, keys.reporters, keys.audit, OPEN_INCIDENTS, GLOBAL_AUDIT],
             [incident_id, now, actor, reason, AUDIT_MAXLEN],
         )
-        if int(done) == 1:
-            await self.client.zrem(OPEN_INCIDENTS, incident_id)
-            await self.audit.append_global(
-                "incident_closed", incident=incident_id, actor=actor, reason=reason
-            )
-            return True
-        return False
+        return int(done) == 1
+
+    async def ping(self) -> None:
+        """One real round trip to Redis (readiness)."""
+        await self.client.ping()
 
     async def take_post_claim(self, incident_id: str, ttl_s: float) -> bool:
         """Claim the posting of the incident message (one replica posts it)."""

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import redis
+from hypothesis import HealthCheck, settings
 
 from state.redis_server import RedisServer
 
@@ -45,8 +46,21 @@ def data_dir(tmp_path: Path) -> Path:
     return d
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    os.environ.setdefault("HYPOTHESIS_PROFILE", "ci")
+# Hypothesis profiles: "ci" (the default, used by the test command) explores enough to find
+# real bugs and never fails for slowness on a loaded machine; "dev" is quick; "thorough" is
+# for a night run. Choose with HYPOTHESIS_PROFILE.
+settings.register_profile(
+    "ci",
+    max_examples=100,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow],
+    print_blob=True,
+)
+settings.register_profile("dev", max_examples=20, deadline=None)
+settings.register_profile(
+    "thorough", max_examples=2000, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 # Fixtures of the lab peers live beside their own tests and are shared from here.

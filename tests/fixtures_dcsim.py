@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from bot.config import DcOverride, WinrmSection
-from bot.winrm import WinrmExecutor
+from bot.remote.winrm import WinrmExecutor
 from lab.dcsim.repadmin_backend import fail_link
 from lab.dcsim.simulator import DcLab, RestartTiming, SimulatedDc
 

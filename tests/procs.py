@@ -23,7 +23,7 @@ class BotProcess:
         self.log_path = log_path
         self._log = log_path.open("w", encoding="utf-8")
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "bot.cli", *args],
+            [sys.executable, "-m", "bot.app.cli", *args],
             env=env,
             stdout=subprocess.PIPE,
             stderr=self._log,

@@ -132,49 +132,16 @@ class WsmanListener:
         if method != "POST" or path.split("?", 1)[0].lower() != "/wsman":
             return 404, {}, b""
         auth_headers: dict[str, str] = {}
-        if self.faults.take(FaultKind.AUTH_FAILURE) is not None:
-            conn.auth_context = conn.user = conn.encryption = None
-            return self._challenge()
-        authorization = headers.get("authorization", "")
-        if authorization:
-            scheme, _, token = authorization.partition(" ")
-            scheme = scheme.lower()
-            if scheme == "basic" and self.policy.mode == "basic" and self.tls is not None:
-                user = self._basic_user(token.strip())
-                if user is None:
-                    return self._challenge()
-                conn.user = user
-            elif scheme in ("negotiate", "ntlm", "kerberos") and self.policy.mode == "ntlm":
-                step = self._negotiate_step(conn, scheme, token.strip())
-                if step is None:
-                    return self._challenge()
-                done, header = step
-                if not done:
-                    return 401, {"WWW-Authenticate": header}, b""
-                if header:
-                    auth_headers["WWW-Authenticate"] = header
-            else:
-                return self._challenge()
-        elif conn.user is None or self.policy.mode == "basic":
-            return self._challenge()
+        refused = self._authenticate(conn, headers.get("authorization", ""), auth_headers)
+        if refused is not None:
+            return refused
         if not body:
             return 200, auth_headers, b""
         content_type = headers.get("content-type", "")
         encrypted = content_type.lower().startswith("multipart/encrypted")
-        if encrypted:
-            boundary = _BOUNDARY.search(content_type)
-            if conn.encryption is None or boundary is None:
-                return 400, auth_headers, b""
-            try:
-                xml = conn.encryption.unwrap_message(body, boundary.group(1))
-            except Exception:  # a wrong key or a tampered body: refuse, as WinRM does
-                log.warning("could not decrypt a message from %s", conn.peer)
-                return 400, auth_headers, b""
-        elif self.tls is None:
-            # WinRM over HTTP refuses unencrypted traffic (AllowUnencrypted=false).
-            return 401, {"WWW-Authenticate": "Negotiate"}, b""
-        else:
-            xml = body
+        xml = self._message(conn, content_type, body, encrypted)
+        if isinstance(xml, tuple):
+            return xml[0], {**auth_headers, **xml[1]}, xml[2]
         try:
             request = soap.parse_request(xml)
         except soap.BadRequest as exc:
@@ -197,6 +164,55 @@ class WsmanListener:
             return reply.status, auth_headers, payload
         auth_headers["Content-Type"] = "application/soap+xml;charset=UTF-8"
         return reply.status, auth_headers, reply.body
+
+    def _authenticate(
+        self, conn: Connection, authorization: str, auth_headers: dict[str, str]
+    ) -> tuple[int, dict[str, str], bytes] | None:
+        """None when the request may go on; the 401 answer otherwise."""
+        if self.faults.take(FaultKind.AUTH_FAILURE) is not None:
+            conn.auth_context = conn.user = conn.encryption = None
+            return self._challenge()
+        if not authorization:
+            if conn.user is None or self.policy.mode == "basic":
+                return self._challenge()
+            return None
+        scheme, _, token = authorization.partition(" ")
+        scheme = scheme.lower()
+        if scheme == "basic" and self.policy.mode == "basic" and self.tls is not None:
+            user = self._basic_user(token.strip())
+            if user is None:
+                return self._challenge()
+            conn.user = user
+            return None
+        if scheme in ("negotiate", "ntlm", "kerberos") and self.policy.mode == "ntlm":
+            step = self._negotiate_step(conn, scheme, token.strip())
+            if step is None:
+                return self._challenge()
+            done, header = step
+            if not done:
+                return 401, {"WWW-Authenticate": header}, b""
+            if header:
+                auth_headers["WWW-Authenticate"] = header
+            return None
+        return self._challenge()
+
+    def _message(
+        self, conn: Connection, content_type: str, body: bytes, encrypted: bool
+    ) -> bytes | tuple[int, dict[str, str], bytes]:
+        """The SOAP envelope of a request (decrypted), or the answer refusing it."""
+        if encrypted:
+            boundary = _BOUNDARY.search(content_type)
+            if conn.encryption is None or boundary is None:
+                return 400, {}, b""
+            try:
+                return bytes(conn.encryption.unwrap_message(body, boundary.group(1)))
+            except Exception:  # a wrong key or a tampered body: refuse, as WinRM does
+                log.warning("could not decrypt a message from %s", conn.peer)
+                return 400, {}, b""
+        if self.tls is None:
+            # WinRM over HTTP refuses unencrypted traffic (AllowUnencrypted=false).
+            return 401, {"WWW-Authenticate": "Negotiate"}, b""
+        return body
 
     def _challenge(self) -> tuple[int, dict[str, str], bytes]:
         if self.policy.mode == "basic":

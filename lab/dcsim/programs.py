@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from bot.outputs import CommandOutput
-from bot.repadmin_output import ReplicationLink, ShowRepl
+from bot.windows.output import CommandOutput
+from bot.windows.repadmin import ReplicationLink, ShowRepl
 from lab.dcsim import render
 from lab.dcsim.repadmin_backend import ERROR_RPC_UNAVAILABLE, RepadminBackend, RepadminError
 from lab.dcsim.state import (
@@ -173,53 +173,65 @@ def _reg(args: list[str], dc: DcState) -> ProgramResult:
         return _reg_syntax(args[0] if args else "")
     operation, key, rest = args[0].lower(), args[1], args[2:]
     if operation == "query":
-        flags = _flags(rest, {"/v"})
-        if flags is None or set(flags) != {"/v"}:
-            return _reg_syntax("query")
-        value = dc.registry_value(flags["/v"]) if _is_ntds_key(key) else None
-        if value is None:
-            return ProgramResult.of(render.render_reg_query(key, flags["/v"], None))
-        return ProgramResult.of(render.render_reg_query(key, value.name, value.data, value.kind))
+        return _reg_query(key, rest, dc)
     if operation == "add":
-        flags = _flags(rest, {"/v", "/t", "/d"})
-        if flags is None or not {"/v", "/d"} <= set(flags) or set(flags) - {"/v", "/t", "/d", "/f"}:
-            return _reg_syntax("add")
-        kind = flags.get("/t", "REG_SZ").upper()
-        data: int | str | None
-        if kind == "REG_DWORD":
-            data = _parse_dword(flags["/d"])
-        elif kind == "REG_SZ":
-            data = flags["/d"]
-        else:
-            data = None
-        if data is None:
-            return _reg_syntax("add")
-        if not _is_ntds_key(key):
-            return ProgramResult.of(render.render_reg_access_denied())
-        if "/f" not in flags and dc.registry_value(flags["/v"]) is not None:
-            # Without /f reg asks on stdin; WinRS gives it none, so nothing is written.
-            return ProgramResult(
-                f"Value {flags['/v']} exists, overwrite(Yes/No)? The operation was canceled "
-                "by the user.\r\n",
-                "",
-                1,
-            )
-        dc.set_registry_value(RegistryValue(flags["/v"], kind, data))
-        return ProgramResult.of(render.render_reg_add())
+        return _reg_add(key, rest, dc)
     if operation == "delete":
-        flags = _flags(rest, {"/v"})
-        if flags is None or "/v" not in flags or set(flags) - {"/v", "/f"}:
-            return _reg_syntax("delete")
-        if "/f" not in flags:
-            return ProgramResult(
-                f"Delete the registry value {flags['/v']} (Yes/No)? The operation was canceled "
-                "by the user.\r\n",
-                "",
-                1,
-            )
-        found = _is_ntds_key(key) and dc.delete_registry_value(flags["/v"])
-        return ProgramResult.of(render.render_reg_delete(found))
+        return _reg_delete(key, rest, dc)
     return _reg_syntax(operation)
+
+
+def _reg_query(key: str, rest: list[str], dc: DcState) -> ProgramResult:
+    flags = _flags(rest, {"/v"})
+    if flags is None or set(flags) != {"/v"}:
+        return _reg_syntax("query")
+    value = dc.registry_value(flags["/v"]) if _is_ntds_key(key) else None
+    if value is None:
+        return ProgramResult.of(render.render_reg_query(key, flags["/v"], None))
+    return ProgramResult.of(render.render_reg_query(key, value.name, value.data, value.kind))
+
+
+def _reg_add(key: str, rest: list[str], dc: DcState) -> ProgramResult:
+    flags = _flags(rest, {"/v", "/t", "/d"})
+    if flags is None or not {"/v", "/d"} <= set(flags) or set(flags) - {"/v", "/t", "/d", "/f"}:
+        return _reg_syntax("add")
+    kind = flags.get("/t", "REG_SZ").upper()
+    data: int | str | None
+    if kind == "REG_DWORD":
+        data = _parse_dword(flags["/d"])
+    elif kind == "REG_SZ":
+        data = flags["/d"]
+    else:
+        data = None
+    if data is None:
+        return _reg_syntax("add")
+    if not _is_ntds_key(key):
+        return ProgramResult.of(render.render_reg_access_denied())
+    if "/f" not in flags and dc.registry_value(flags["/v"]) is not None:
+        # Without /f reg asks on stdin; WinRS gives it none, so nothing is written.
+        return ProgramResult(
+            f"Value {flags['/v']} exists, overwrite(Yes/No)? The operation was canceled "
+            "by the user.\r\n",
+            "",
+            1,
+        )
+    dc.set_registry_value(RegistryValue(flags["/v"], kind, data))
+    return ProgramResult.of(render.render_reg_add())
+
+
+def _reg_delete(key: str, rest: list[str], dc: DcState) -> ProgramResult:
+    flags = _flags(rest, {"/v"})
+    if flags is None or "/v" not in flags or set(flags) - {"/v", "/f"}:
+        return _reg_syntax("delete")
+    if "/f" not in flags:
+        return ProgramResult(
+            f"Delete the registry value {flags['/v']} (Yes/No)? The operation was canceled "
+            "by the user.\r\n",
+            "",
+            1,
+        )
+    found = _is_ntds_key(key) and dc.delete_registry_value(flags["/v"])
+    return ProgramResult.of(render.render_reg_delete(found))
 
 
 # repadmin.exe -----------------------------------------------------------------------------

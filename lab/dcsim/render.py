@@ -1,7 +1,7 @@
 """What Windows prints for each command the bot runs, rendered from simulated DC state.
 
 Every function returns a `CommandOutput` (stdout, stderr, exit code) with CRLF line ends,
-in the shapes `bot.reg_output` and `bot.repadmin_output` parse.
+in the shapes `bot.windows.reg` and `bot.windows.repadmin` parse.
 """
 
 from __future__ import annotations
@@ -9,9 +9,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from datetime import datetime
 
-from bot.outputs import CommandOutput, win32_message
-from bot.reg_output import REG_NOT_FOUND, REG_SUCCESS, full_key_name
-from bot.repadmin_output import (
+from bot.windows.output import CommandOutput
+from bot.windows.reg import REG_NOT_FOUND, REG_SUCCESS, full_key_name
+from bot.windows.repadmin import (
     CSV_COLUMNS,
     DELTA_OVER_60_DAYS,
     DELTA_UNKNOWN,
@@ -29,6 +29,7 @@ from bot.repadmin_output import (
     format_delta,
     order_dsa_options,
 )
+from bot.windows.win32 import win32_message
 
 CRLF = "\r\n"
 LOCALHOST = "localhost"

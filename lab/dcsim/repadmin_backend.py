@@ -12,8 +12,8 @@ import uuid
 from dataclasses import dataclass, replace
 from typing import Protocol
 
-from bot.outputs import win32_message
-from bot.repadmin_output import InboundNeighbor, ReplSummary, ShowRepl, SummaryRow
+from bot.windows.repadmin import InboundNeighbor, ReplSummary, ShowRepl, SummaryRow
+from bot.windows.win32 import win32_message
 from lab.dcsim.state import DEFAULT_SITE, DcState, Forest, InboundLink, now
 
 # Win32 codes repadmin prints for the failures the simulator can produce.

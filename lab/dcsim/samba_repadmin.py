@@ -24,8 +24,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from bot.outputs import win32_message
-from bot.repadmin_output import InboundNeighbor, ReplSummary, ShowRepl, SummaryRow
+from bot.windows.repadmin import InboundNeighbor, ReplSummary, ShowRepl, SummaryRow
+from bot.windows.win32 import win32_message
 from lab.dcsim.repadmin_backend import (
     ERROR_BAD_NAMING_CONTEXT,
     ERROR_DNS_LOOKUP_FAILURE,

@@ -1,4 +1,4 @@
--- close_incident(keys=[incident, reporters, audit], args=[incident_id, now_ms, actor, reason, audit_maxlen])
+-- close_incident(keys=[incident, reporters, audit, open_index, global_audit], args=[incident_id, now_ms, actor, reason, audit_maxlen])
 -- Close the open incident and archive it under its sequence number; a later alert opens a new one.
 if redis.call('HGET', KEYS[1], 'status') ~= 'open' or redis.call('HGET', KEYS[1], 'id') ~= ARGV[1] then
   return 0
@@ -10,6 +10,9 @@ redis.call('RENAME', KEYS[1], KEYS[1] .. ':' .. seq)
 if redis.call('EXISTS', KEYS[2]) == 1 then
   redis.call('RENAME', KEYS[2], KEYS[2] .. ':' .. seq)
 end
-redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[5], '*', 'event', 'incident_closed',
-  'incident', ARGV[1], 'actor', ARGV[3], 'reason', ARGV[4], 'at_ms', ARGV[2])
+redis.call('ZREM', KEYS[4], ARGV[1])
+local entry = {'event', 'incident_closed', 'incident', ARGV[1], 'actor', ARGV[3],
+  'reason', ARGV[4], 'at_ms', ARGV[2]}
+redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[5], '*', unpack(entry))
+redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[5], '*', unpack(entry))
 return 1

@@ -17,7 +17,7 @@ EXAMPLE = ROOT / "deploy" / "config.example.toml"
 
 def _check(path: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "bot.cli", "config", "check", str(path)],
+        [sys.executable, "-m", "bot.app.cli", "config", "check", str(path)],
         capture_output=True,
         text=True,
         env={"PATH": "/usr/bin:/bin", **(env or {})},

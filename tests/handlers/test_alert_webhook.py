@@ -1,16 +1,13 @@
-"""POST /alerts and alert-channel messages, through a real serve process and the emulator."""
+"""POST /alerts and alert-channel messages, into the real serve app and the Slack emulator."""
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
+from collections.abc import AsyncIterator
 from pathlib import Path
 
-import aiohttp
 import pytest
-import redis
 
 from handlers.webhook import sign_body
 from lab.alert_samples import alert_body, dsa_guid, event_text
@@ -18,68 +15,34 @@ from lab.slack_driver import SlackDriver
 from lab.slack_emulator import SlackEmulator
 from state.keys import JOBS_STREAM, OPEN_INCIDENTS
 from tests.handlers.serve_config import FOREST, write_config
+from tests.inprocess import InProcessBot, running_bot, settings_for
 from tests.procs import http_env, serve
 
-pytestmark = [pytest.mark.slack, pytest.mark.e2e]
+pytestmark = [pytest.mark.slack]
 TOKEN = "webhook-token-for-tests"
 HMAC_KEY = "hmac-key-for-tests"
-
-
-@dataclass
-class Bot:
-    url: str
-    driver: SlackDriver
-    emulator: SlackEmulator
-    redis: redis.Redis
-    stderr: Callable[[], str]
-
-    async def post(
-        self, body: bytes, headers: dict[str, str] | None = None
-    ) -> tuple[int, dict[str, object]]:
-        hdrs = {"Authorization": f"Bearer {TOKEN}"} if headers is None else headers
-        async with (
-            aiohttp.ClientSession() as s,
-            s.post(self.url + "/alerts", data=body, headers=hdrs) as r,
-        ):
-            return r.status, json.loads(await r.text())
-
-    def incident_messages(self) -> list[dict[str, object]]:
-        return [
-            m
-            for m in self.emulator.messages("C0INCIDENT")
-            if "thread_ts" not in m or m.get("thread_ts") == m.get("ts")
-        ]
 
 
 @pytest.fixture
 async def bot(
     tmp_path: Path,
     redis_url: str,
-    slack_env: dict[str, str],
     slack_emulator: SlackEmulator,
-    slack_driver_factory: Callable[[str | None], SlackDriver],
-) -> AsyncIterator[Bot]:
+    slack_signing_secret: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> AsyncIterator[InProcessBot]:
     cfg = write_config(
         tmp_path / "c.toml", extra='hmac_secret = { env = "ALERT_HMAC" }', coalesce_seconds=0.5
     )
-    env = http_env(
-        slack_env,
-        REDIS_URL=redis_url,
-        AD1411_CONFIG=str(cfg),
-        ALERT_WEBHOOK_TOKEN=TOKEN,
-        ALERT_HMAC=HMAC_KEY,
+    monkeypatch.setenv("ALERT_HMAC", HMAC_KEY)
+    settings = settings_for(
+        slack_emulator, slack_signing_secret, redis_url, cfg, ALERT_WEBHOOK_TOKEN=TOKEN
     )
-    with serve(env, tmp_path) as (proc, url):
-        yield Bot(
-            url,
-            slack_driver_factory(url + "/slack/events"),
-            slack_emulator,
-            redis.Redis.from_url(redis_url),
-            proc.stderr,
-        )
+    async with running_bot(settings, slack_emulator, slack_signing_secret) as running:
+        yield running
 
 
-async def test_alert_opens_incident_with_message_and_thread(bot: Bot) -> None:
+async def test_alert_opens_incident_with_message_and_thread(bot: InProcessBot) -> None:
     guid = dsa_guid(1)
     body, _ = alert_body("event_text", "dc1.corp.example.com", guid, FOREST)
     status, reply = await bot.post(body)
@@ -89,13 +52,13 @@ async def test_alert_opens_incident_with_message_and_thread(bot: Bot) -> None:
     assert incident["created"] is True
     iid = incident["incident_id"]
 
-    msg = bot.emulator.wait_for(bot.incident_messages, timeout=20)[0]
+    msg = (await bot.emulator.wait_for_async(bot.incident_messages, timeout=20))[0]
     text = json.dumps(msg["blocks"])
     assert iid in text and guid in text and "dc1.corp.example.com" in text
     assert "serverReference" in text  # what 8589 means, in plain words
     buttons = [b["text"] for b in SlackDriver.buttons(msg)]
     assert [b["text"] for b in buttons] == ["Diagnose", "Start procedure"]
-    bot.emulator.wait_for(
+    await bot.emulator.wait_for_async(
         lambda: [
             m
             for m in bot.emulator.messages("C0INCIDENT")
@@ -108,9 +71,11 @@ async def test_alert_opens_incident_with_message_and_thread(bot: Bot) -> None:
     body, _ = alert_body("alertmanager", "dc2.corp.example.com", guid, FOREST)
     status, reply = await bot.post(body)
     assert status == 202 and reply["incidents"][0]["created"] is False  # type: ignore[index]
-    updated = bot.emulator.wait_for(
-        lambda: [m for m in bot.incident_messages() if "dc2.corp.example.com" in json.dumps(m)],
-        timeout=20,
+    updated = (
+        await bot.emulator.wait_for_async(
+            lambda: [m for m in bot.incident_messages() if "dc2.corp.example.com" in json.dumps(m)],
+            timeout=20,
+        )
     )[0]
     assert updated["ts"] == msg["ts"]
     assert len(bot.incident_messages()) == 1
@@ -131,7 +96,7 @@ async def test_alert_opens_incident_with_message_and_thread(bot: Bot) -> None:
     ],
 )
 async def test_bad_credentials_are_refused_and_create_nothing(
-    bot: Bot, headers: dict[str, str], why: str
+    bot: InProcessBot, headers: dict[str, str], why: str
 ) -> None:
     body, _ = alert_body("generic_json", "dc1.corp.example.com", dsa_guid(2), FOREST)
     status, reply = await bot.post(body, headers)
@@ -141,7 +106,7 @@ async def test_bad_credentials_are_refused_and_create_nothing(
     assert bot.emulator.calls("chat.postMessage") == []
 
 
-async def test_hmac_signature_accepted_and_stale_refused(bot: Bot) -> None:
+async def test_hmac_signature_accepted_and_stale_refused(bot: InProcessBot) -> None:
     body, _ = alert_body("generic_json", "dc1.corp.example.com", dsa_guid(3), FOREST)
     ts = str(int(time.time()))
     good = {"X-AD1411-Timestamp": ts, "X-AD1411-Signature": sign_body(HMAC_KEY.encode(), ts, body)}
@@ -161,7 +126,7 @@ async def test_hmac_signature_accepted_and_stale_refused(bot: Bot) -> None:
     assert status == 401
 
 
-async def test_oversize_body_is_refused(bot: Bot) -> None:
+async def test_oversize_body_is_refused(bot: InProcessBot) -> None:
     status, reply = await bot.post(b"x" * (1_048_576 + 1))
     assert status == 413
     assert "at most 1048576" in str(reply["error"])
@@ -190,7 +155,7 @@ async def test_oversize_body_is_refused(bot: Bot) -> None:
     ],
 )
 async def test_bad_alerts_get_400_with_the_field(
-    bot: Bot, body: bytes, field: str | None, words: str
+    bot: InProcessBot, body: bytes, field: str | None, words: str
 ) -> None:
     status, reply = await bot.post(body)
     assert status == 400, reply
@@ -200,13 +165,13 @@ async def test_bad_alerts_get_400_with_the_field(
     assert bot.redis.zcard(OPEN_INCIDENTS) == 0
 
 
-async def test_event_posted_in_alert_channel_opens_incident_once(bot: Bot) -> None:
+async def test_event_posted_in_alert_channel_opens_incident_once(bot: InProcessBot) -> None:
     guid = dsa_guid(5)
     text = "SCOM forwarded event:\n" + event_text("dc3.corp.example.com", guid, FOREST)
     first = await bot.driver.message_event("C0ALERTS", text, bot_id="B0SCOM0001")
     assert first.status == 200
     await bot.driver.replay(first.request, retry_num=1)
-    msgs = bot.emulator.wait_for(bot.incident_messages, timeout=20)
+    msgs = await bot.emulator.wait_for_async(bot.incident_messages, timeout=20)
     assert guid in json.dumps(msgs[0]["blocks"])
     assert bot.redis.zcard(OPEN_INCIDENTS) == 1
     # Ordinary chat and other channels open nothing.
@@ -217,14 +182,14 @@ async def test_event_posted_in_alert_channel_opens_incident_once(bot: Bot) -> No
     assert bot.redis.zcard(OPEN_INCIDENTS) == 1
 
 
-async def test_buttons_authorize_and_enqueue_once(bot: Bot) -> None:
+async def test_buttons_authorize_and_enqueue_once(bot: InProcessBot) -> None:
     body, _ = alert_body("generic_json", "dc1.corp.example.com", dsa_guid(7), FOREST)
     await bot.post(body)
-    msg = bot.emulator.wait_for(bot.incident_messages, timeout=20)[0]
+    msg = (await bot.emulator.wait_for_async(bot.incident_messages, timeout=20))[0]
 
     visitor = await bot.driver.click(msg, action_id="incident_diagnose", user_id="U0VISITOR")
     assert visitor.status == 200
-    bot.emulator.wait_for(
+    await bot.emulator.wait_for_async(
         lambda: [
             c
             for c in bot.emulator.calls("response_url")
@@ -238,18 +203,18 @@ async def test_buttons_authorize_and_enqueue_once(bot: Bot) -> None:
     second = await bot.driver.click(msg, action_id="incident_diagnose", user_id="U0ONCALL1")
     assert first.status == second.status == 200
     assert bot.redis.xlen(JOBS_STREAM) == 1
-    bot.emulator.wait_for(
+    await bot.emulator.wait_for_async(
         lambda: [
             c
             for c in bot.emulator.calls("response_url")
-            if "already running" in json.dumps(c.params)
+            if "already queued or running" in json.dumps(c.params)
         ],
         timeout=20,
     )
 
     tampered = await bot.driver.click(msg, action_id="incident_diagnose", value="x; rm -rf /")
     assert tampered.status == 200
-    bot.emulator.wait_for(
+    await bot.emulator.wait_for_async(
         lambda: [
             c for c in bot.emulator.calls("response_url") if "refused" in json.dumps(c.params)
         ],
@@ -258,7 +223,7 @@ async def test_buttons_authorize_and_enqueue_once(bot: Bot) -> None:
     assert bot.redis.xlen(JOBS_STREAM) == 1
 
     await bot.driver.click(msg, action_id="incident_start")
-    bot.emulator.wait_for(
+    await bot.emulator.wait_for_async(
         lambda: [
             c for c in bot.emulator.calls("response_url") if "not available" in json.dumps(c.params)
         ],
@@ -267,29 +232,31 @@ async def test_buttons_authorize_and_enqueue_once(bot: Bot) -> None:
     assert TOKEN not in bot.stderr()
 
 
-async def test_bad_1411_in_alert_channel_is_explained_in_its_thread(bot: Bot) -> None:
+async def test_bad_1411_in_alert_channel_is_explained_in_its_thread(bot: InProcessBot) -> None:
     text = event_text("dc1.corp.example.com;rm", dsa_guid(8), FOREST)
     sent = await bot.driver.message_event("C0ALERTS", text, bot_id="B0SCOM0001")
     assert sent.status == 200
-    reply = bot.emulator.wait_for(
-        lambda: [
-            m
-            for m in bot.emulator.messages("C0ALERTS")
-            if "no incident was opened" in str(m.get("text", ""))
-        ],
-        timeout=20,
+    reply = (
+        await bot.emulator.wait_for_async(
+            lambda: [
+                m
+                for m in bot.emulator.messages("C0ALERTS")
+                if "no incident was opened" in str(m.get("text", ""))
+            ],
+            timeout=20,
+        )
     )[0]
     assert reply["thread_ts"] != reply["ts"]
     assert "reporting_dc" in reply["text"]
     assert bot.redis.zcard(OPEN_INCIDENTS) == 0
 
 
-async def test_slack_rate_limit_and_5xx_are_retried_once_each(bot: Bot) -> None:
+async def test_slack_rate_limit_and_5xx_are_retried_once_each(bot: InProcessBot) -> None:
     bot.emulator.fail_next("chat.postMessage", times=1, status=429, retry_after=1)
     body, _ = alert_body("generic_json", "dc1.corp.example.com", dsa_guid(9), FOREST)
     status, _ = await bot.post(body)
     assert status == 202
-    msgs = bot.emulator.wait_for(bot.incident_messages, timeout=30)
+    msgs = await bot.emulator.wait_for_async(bot.incident_messages, timeout=30)
     assert len(msgs) == 1
     statuses = [c.status for c in bot.emulator.calls("chat.postMessage")]
     assert statuses[:2] == [429, 200]
@@ -297,7 +264,7 @@ async def test_slack_rate_limit_and_5xx_are_retried_once_each(bot: Bot) -> None:
     bot.emulator.fail_next("chat.update", times=1, status=503)
     body, _ = alert_body("generic_json", "dc2.corp.example.com", dsa_guid(9), FOREST)
     await bot.post(body)
-    bot.emulator.wait_for(
+    await bot.emulator.wait_for_async(
         lambda: [m for m in bot.incident_messages() if "dc2.corp.example.com" in json.dumps(m)],
         timeout=30,
     )
@@ -305,6 +272,7 @@ async def test_slack_rate_limit_and_5xx_are_retried_once_each(bot: Bot) -> None:
     assert len(bot.incident_messages()) == 1
 
 
+@pytest.mark.e2e
 async def test_incident_left_unposted_by_a_dead_replica_is_posted_at_start(
     tmp_path: Path,
     redis_url: str,

@@ -6,9 +6,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bot.commands import RemoteCommand
-from bot.outputs import CommandOutput, WindowsCommandError
-from bot.repadmin_output import parse_repadmin_add, parse_showrepl
+from bot.windows.commands import RemoteCommand
+from bot.windows.output import CommandOutput, WindowsCommandError
+from bot.windows.repadmin import parse_repadmin_add, parse_showrepl
 from lab.dcsim.programs import ProgramResult, run_command_line, split_command_line
 from lab.dcsim.repadmin_backend import InMemoryRepadmin
 from lab.dcsim.state import Forest, RegistryValue

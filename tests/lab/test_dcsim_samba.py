@@ -10,10 +10,11 @@ from pathlib import Path
 import ldap3
 import pytest
 
-from bot import commands
-from bot.commands import DistinguishedName, Fqdn
-from bot.outputs import CommandOutput, WindowsCommandError
-from bot.repadmin_output import (
+from bot.remote.winrm import WinrmExecutor
+from bot.windows import commands
+from bot.windows.commands import DistinguishedName, Fqdn
+from bot.windows.output import CommandOutput, WindowsCommandError
+from bot.windows.repadmin import (
     AddLinkOutcome,
     ShowRepl,
     parse_repadmin_add,
@@ -23,7 +24,6 @@ from bot.repadmin_output import (
     parse_showrepl,
     parse_showrepl_csv,
 )
-from bot.winrm import WinrmExecutor
 from lab.dcsim.samba_repadmin import SambaRepadmin, drop_inbound_link, samba_repadmin
 from lab.dcsim.simulator import DcLab, SimulatedDc
 from lab.samba import DcInfo, SambaForest, SambaLabError

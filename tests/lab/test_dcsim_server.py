@@ -14,15 +14,15 @@ import requests
 from pypsrp.shell import Process, WinRS
 from pypsrp.wsman import WSMan
 
-from bot import commands
-from bot.commands import NtdsValue
+from bot.windows import commands
+from bot.windows.commands import NtdsValue
 from lab.dcsim.simulator import DcLab
 from tests.fixtures_dcsim import *  # noqa: F403
 from tests.fixtures_dcsim import DCSIM_PASSWORD, DCSIM_USER, executor_at
 
 pytestmark = pytest.mark.winrm
 
-_CLI = 'import sys; from bot.cli import main; sys.exit(main(["lab", "dc", *sys.argv[1:]]))'
+_CLI = 'import sys; from bot.app.cli import main; sys.exit(main(["lab", "dc", *sys.argv[1:]]))'
 
 
 def test_unauthenticated_and_unencrypted_requests_are_refused(dcsim_lab: DcLab) -> None:

@@ -10,15 +10,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bot.commands import NTDS_PARAMETERS_KEY, NtdsValue
-from bot.outputs import WIN32_MESSAGES, CommandOutput, WindowsCommandError, win32_message
-from bot.reg_output import (
+from bot.windows.commands import NTDS_PARAMETERS_KEY, NtdsValue
+from bot.windows.output import CommandOutput, WindowsCommandError
+from bot.windows.reg import (
     parse_reg_add,
     parse_reg_delete,
     parse_reg_query,
     parse_shutdown,
 )
-from bot.repadmin_output import (
+from bot.windows.repadmin import (
     DSA_OPTION_ORDER,
     AddLinkOutcome,
     InboundNeighbor,
@@ -34,6 +34,7 @@ from bot.repadmin_output import (
     parse_showrepl,
     parse_showrepl_csv,
 )
+from bot.windows.win32 import STATUSES, win32_message
 from lab.dcsim.render import (
     render_not_recognized,
     render_reg_access_denied,
@@ -55,7 +56,7 @@ from lab.dcsim.render import (
     render_shutdown_invalid,
 )
 
-SAMPLES = Path(__file__).parents[1] / "bot" / "outputs"
+SAMPLES = Path(__file__).parents[1] / "bot" / "windows" / "outputs"
 
 
 def sample(name: str) -> str:
@@ -74,7 +75,7 @@ ncs = st.lists(st.from_regex(r"\A[A-Za-z0-9-]{1,10}\Z"), min_size=1, max_size=4)
 times = st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2099, 12, 31)).map(
     lambda t: t.replace(microsecond=0)
 )
-codes = st.sampled_from(sorted(c for c in WIN32_MESSAGES if c))
+codes = st.sampled_from(sorted(c for c in STATUSES if 0 < c < 0x80000000))
 messages = st.from_regex(r"\A[A-Za-z0-9][A-Za-z0-9 .,()'-]{0,60}[A-Za-z0-9.]\Z")
 option_sets = st.frozensets(st.sampled_from(DSA_OPTION_ORDER))
 

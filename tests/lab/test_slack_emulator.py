@@ -476,7 +476,7 @@ async def test_standalone_emulator_drives_a_bot(slack_signing_secret: str) -> No
     async with serving(app) as url:
         env = {**os.environ, "SLACK_SIGNING_SECRET": slack_signing_secret}
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "lab.slack_emulator", "--port", "0", "--bot-url", url,
+            sys.executable, "-m", "lab.slack_console", "--port", "0", "--bot-url", url,
             cwd=ROOT, env=env, stdout=asyncio.subprocess.PIPE,
         )  # fmt: skip
         try:

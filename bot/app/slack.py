@@ -1,0 +1,26 @@
+"""The bot's Slack Web API client, shared by serve and worker."""
+
+from __future__ import annotations
+
+from slack_sdk.http_retry.builtin_async_handlers import (
+    AsyncRateLimitErrorRetryHandler,
+    AsyncServerErrorRetryHandler,
+)
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.config import Settings
+
+SLACK_TIMEOUT_SECONDS = 10
+
+
+def slack_client(settings: Settings) -> AsyncWebClient:
+    """The Web API client, with 429 and 5xx retries, pointed at SLACK_API_URL."""
+    token = settings.env.SLACK_BOT_TOKEN
+    client = AsyncWebClient(
+        token=token.get_secret_value() if token is not None else None,
+        base_url=settings.env.SLACK_API_URL,
+        timeout=SLACK_TIMEOUT_SECONDS,
+    )
+    client.retry_handlers.append(AsyncRateLimitErrorRetryHandler(max_retry_count=3))
+    client.retry_handlers.append(AsyncServerErrorRetryHandler(max_retry_count=3))
+    return client

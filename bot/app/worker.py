@@ -1,0 +1,320 @@
+"""`ad1411 worker`: takes jobs from Redis, runs each under a deadline, reports in the thread.
+
+Every job runs inside one guard: whatever happens (a DC that never answers, a bug), the
+failure is audited, the incident thread says what failed and what to do next, the job is
+acked, and the worker carries on with the next one. A heartbeat in Redis tells serve (and
+`ad1411 worker --check`) that someone will run what is queued.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+import redis.asyncio
+from redis.exceptions import RedisError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.app.slack import slack_client
+from bot.config import ForestSection, Settings
+from bot.directory.client import DirectoryClient
+from bot.directory.gather import diagnose
+from bot.directory.model import Diagnosis, diagnosis_to_json
+from bot.errors import Ad1411Error, ConfigError, DirectoryError
+from handlers.render.diagnosis import diagnosis_text
+from handlers.render.text import mrkdwn_escape
+from handlers.thread import IncidentThread
+from state.audit import AuditLog
+from state.connection import async_client, resolve_redis_url
+from state.diagnoses import DiagnosisStore
+from state.incidents import Incident, IncidentStore
+from state.jobs import Job, JobQueue
+from state.workers import WorkerRegistry
+
+log = logging.getLogger(__name__)
+# How long to wait before the next try when Redis itself fails.
+REDIS_RETRY_SECONDS = 1.0
+MAX_DETAIL_CHARS = 300
+
+
+class JobFailed(Ad1411Error):
+    """A job ended without its result, for a reason the operator can act on."""
+
+    def __init__(self, reason: str, next_step: str) -> None:
+        self.reason = reason
+        self.next_step = next_step
+        super().__init__(f"{reason} {next_step}")
+
+
+@dataclass(frozen=True)
+class JobKind:
+    """How to run one kind of job: its handler, its deadline, and what it is called."""
+
+    title: str
+    run: Callable[[Job], Awaitable[None]]
+    deadline_seconds: float
+    retry_hint: str
+
+
+def worker_name() -> str:
+    """This process's consumer name: host and PID."""
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+class Worker:
+    """One consumer of the job stream."""
+
+    def __init__(self, settings: Settings, client: redis.asyncio.Redis, slack: AsyncWebClient):
+        self.settings = settings
+        self.incidents = IncidentStore(client)
+        self.diagnoses = DiagnosisStore(client)
+        self.jobs = JobQueue(client)
+        self.registry = WorkerRegistry(client)
+        self.audit = AuditLog(client)
+        self.thread = IncidentThread(slack)
+        self.consumer = worker_name()
+        cfg = settings.file.worker
+        self.kinds: dict[str, JobKind] = {
+            "diagnose": JobKind(
+                title="Diagnosis",
+                run=self._diagnose,
+                deadline_seconds=cfg.diagnosis_deadline_seconds,
+                retry_hint="press *Diagnose* again (or `/ad1411 diagnose <incident>`)",
+            )
+        }
+        self.jobs_done = 0
+
+    # -- the loop ------------------------------------------------------------------------
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Take jobs until stop is set; reclaim those of dead workers first."""
+        cfg = self.settings.file.worker
+        await self.jobs.ensure_group()
+        heartbeat = asyncio.create_task(self._heartbeat(stop))
+        print(f"ad1411 worker {self.consumer} ready", flush=True)
+        try:
+            while not stop.is_set():
+                try:
+                    reclaimed = await self.jobs.reclaim(
+                        self.consumer, int(cfg.reclaim_idle_seconds * 1000)
+                    )
+                    for job in reclaimed:
+                        await self.handle(job)
+                    taken = await self.jobs.take(self.consumer, block_ms=500)
+                except RedisError as exc:
+                    log.error("Redis failed (%s); retrying in %.0f s", exc, REDIS_RETRY_SECONDS)
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(stop.wait(), REDIS_RETRY_SECONDS)
+                    continue
+                if taken is not None:
+                    await self.handle(taken)
+        finally:
+            heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await heartbeat
+            with contextlib.suppress(RedisError):
+                await self.registry.leave(self.consumer)
+
+    async def _heartbeat(self, stop: asyncio.Event) -> None:
+        interval = self.settings.file.worker.heartbeat_seconds
+        while not stop.is_set():
+            try:
+                await self.registry.beat(self.consumer)
+            except RedisError as exc:
+                log.warning("heartbeat not written: %s", exc)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), interval)
+
+    # -- the guard -----------------------------------------------------------------------
+
+    async def handle(self, job: Job) -> str:
+        """Run one job under its deadline; report any failure; always ack. Returns the outcome."""
+        begin = time.monotonic()
+        kind = self.kinds.get(job.kind)
+        outcome = "done"
+        try:
+            if kind is None:
+                outcome = "unknown-kind"
+                log.error("job %s has unknown kind %r; dropped", job.job_id, job.kind[:40])
+                await self.audit.append_global(
+                    "job_dropped", job_id=job.job_id, kind=job.kind[:40], incident=job.incident_id
+                )
+            else:
+                outcome = await self._guarded(kind, job)
+        except RedisError as exc:
+            # The report itself could not be written: leave the job pending for a retry.
+            log.error("job %s: Redis failed (%s); left for reclaim", job.job_id, exc)
+            outcome = "redis-error"
+            return outcome
+        finally:
+            log.info(
+                "job %s kind=%s incident=%s outcome=%s duration=%.3fs",
+                job.job_id,
+                job.kind[:40],
+                job.incident_id[:40],
+                outcome,
+                time.monotonic() - begin,
+            )
+        await self.jobs.ack(job)
+        self.jobs_done += 1
+        return outcome
+
+    async def _guarded(self, kind: JobKind, job: Job) -> str:
+        try:
+            await asyncio.wait_for(kind.run(job), kind.deadline_seconds)
+        except TimeoutError:
+            await self._failed(
+                kind,
+                job,
+                f"it did not finish within its deadline of {kind.deadline_seconds:g} s "
+                "(a DC that accepts connections but does not answer?).",
+                "Check that the DCs answer LDAP/WinRM from the worker's host, then "
+                + kind.retry_hint
+                + ".",
+            )
+            return "timed-out"
+        except JobFailed as exc:
+            await self._failed(kind, job, exc.reason, exc.next_step)
+            return "failed"
+        except Exception as exc:
+            log.exception("job %s (%s) raised", job.job_id, job.kind)
+            detail = f"{type(exc).__name__}: {exc}"[:MAX_DETAIL_CHARS]
+            await self._failed(
+                kind,
+                job,
+                f"the worker hit an unexpected error ({detail}). Nothing further was done "
+                "for this job.",
+                "This is a bug in the bot: tell its maintainers (the worker's log has the "
+                f"traceback of job {job.job_id}), then {kind.retry_hint}.",
+            )
+            return "crashed"
+        return "done"
+
+    async def _failed(self, kind: JobKind, job: Job, reason: str, next_step: str) -> None:
+        """Audit the failure and say in the incident thread what failed and what to do next."""
+        if job.kind == "diagnose":
+            await self.diagnoses.finish(
+                job.incident_id,
+                job.job_id,
+                user_id=job.requested_by,
+                outcome="failed",
+                result=None,
+                detail=reason[:MAX_DETAIL_CHARS],
+            )
+        else:
+            await self.audit.append_global(
+                "job_failed",
+                job_id=job.job_id,
+                kind=job.kind,
+                incident=job.incident_id,
+                user=job.requested_by,
+                detail=reason[:MAX_DETAIL_CHARS],
+            )
+        inc = await self._incident(job)
+        if inc is not None:
+            await self.thread.say(
+                inc,
+                f":x: {kind.title} of `{inc.id}` failed: {mrkdwn_escape(reason)}\n"
+                f"*What to do:* {next_step}",
+            )
+
+    async def _incident(self, job: Job) -> Incident | None:
+        try:
+            return await self.incidents.get(job.incident_id)
+        except ValueError:
+            return None
+
+    # -- job kinds -----------------------------------------------------------------------
+
+    async def _diagnose(self, job: Job) -> None:
+        inc = await self._incident(job)
+        if inc is None:
+            raise JobFailed(
+                f"incident {job.incident_id[:40]!r} does not exist.", "See `/ad1411 list`."
+            )
+        forest = self.settings.file.forest(inc.forest)
+        if forest is None:
+            raise JobFailed(
+                f"forest `{inc.forest}` is not configured.",
+                "Add it under [[forests]] in the config file, restart the worker, then "
+                "press *Diagnose* again.",
+            )
+        try:
+            result = await asyncio.to_thread(_run_diagnosis, forest, inc)
+        except (DirectoryError, ConfigError) as exc:
+            raise JobFailed(
+                f"{exc} Nothing was changed.",
+                "Fix the directory access, then press *Diagnose* again.",
+            ) from None
+        await self.diagnoses.finish(
+            inc.id,
+            job.job_id,
+            user_id=job.requested_by,
+            outcome="done",
+            result=diagnosis_to_json(result),
+            detail=f"cause={result.cause.value} ldap_queries={result.queries}",
+        )
+        await self.thread.say(
+            inc,
+            f"*Diagnosis of `{inc.id}`* (requested by <@{job.requested_by}>)\n"
+            + diagnosis_text(result),
+        )
+
+
+def _run_diagnosis(forest: ForestSection, inc: Incident) -> Diagnosis:
+    """The LDAP part, in a worker thread; the client is closed whatever happens."""
+    directory = DirectoryClient.for_forest(forest)
+    try:
+        return diagnose(
+            directory,
+            forest=inc.forest,
+            target_dsa_guid=inc.dsa_guid,
+            reporting_dcs=sorted(inc.reporters),
+        )
+    finally:
+        directory.close()
+
+
+async def run_worker(settings: Settings) -> None:
+    """Run a worker until SIGTERM/SIGINT."""
+    url = resolve_redis_url(settings.env.REDIS_URL, settings.env.AD1411_DATA_DIR)
+    client = async_client(url)
+    worker = Worker(settings, client, slack_client(settings))
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        await worker.run(stop)
+    finally:
+        await client.aclose()
+
+
+async def check_workers(settings: Settings) -> int:
+    """`ad1411 worker --check`: 0 when a worker heartbeat is fresh, else 1 (prints which)."""
+    url = resolve_redis_url(settings.env.REDIS_URL, settings.env.AD1411_DATA_DIR)
+    client = async_client(url)
+    stale = settings.file.worker.heartbeat_stale_seconds
+    try:
+        alive = await WorkerRegistry(client).alive(stale)
+    except RedisError as exc:
+        print(f"ad1411: cannot read worker heartbeats from Redis: {exc}")
+        return 1
+    finally:
+        await client.aclose()
+    if not alive:
+        print(
+            f"ad1411: no worker has reported in the last {stale:g} s; queued diagnoses and "
+            "steps will not run. Start `ad1411 worker` (and read its log if it stopped)."
+        )
+        return 1
+    for beat in alive:
+        print(f"worker {beat.consumer}: alive, last heartbeat {beat.age_seconds:.1f} s ago")
+    return 0
