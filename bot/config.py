@@ -75,6 +75,26 @@ class ApprovalsSection(_Strict):
     obligation_deadline_seconds: int = Field(default=3600, gt=0, le=7 * 86_400)
 
 
+class ProcedureSection(_Strict):
+    """How the guided KB938704 procedure behaves."""
+
+    diagnosis_max_age_seconds: int = Field(
+        default=900, gt=0, le=86_400, description="plan only from a diagnosis this fresh"
+    )
+    message_update_seconds: float = Field(
+        default=1.0, gt=0, le=300, description="at most one procedure-message update per N s"
+    )
+    sweep_seconds: float = Field(
+        default=5.0, gt=0, le=600, description="how often the worker repairs stale messages"
+    )
+    lock_wait_seconds: float = Field(
+        default=600.0, gt=0, le=86_400, description="how long a step waits for its DC's lock"
+    )
+    step_deadline_seconds: float = Field(
+        default=1800.0, gt=0, le=86_400, description="a step run fails after this long"
+    )
+
+
 class WorkerSection(_Strict):
     """Deadlines and liveness of `ad1411 worker`."""
 
@@ -160,6 +180,7 @@ class FileConfig(_Strict):
     alerts: AlertsSection = Field(default_factory=AlertsSection)
     approvals: ApprovalsSection = Field(default_factory=ApprovalsSection)
     worker: WorkerSection = Field(default_factory=WorkerSection)
+    procedure: ProcedureSection = Field(default_factory=ProcedureSection)
     forests: list[ForestSection] = Field(default_factory=list)
 
     def forest(self, name: str) -> ForestSection | None:

@@ -8,6 +8,7 @@ from slack_bolt.async_app import AsyncAck, AsyncApp
 
 from handlers.context import ServeContext
 from handlers.diagnosis_request import request_diagnosis
+from handlers.procedure_start import start_procedure
 from handlers.render.incident import ACTION_DIAGNOSE, ACTION_START
 from state.keys import parse_incident_id
 
@@ -38,8 +39,10 @@ def register(app: AsyncApp, ctx: ServeContext) -> None:
     @app.action(ACTION_START)
     async def start(ack: AsyncAck, body: dict[str, Any]) -> None:
         await ack()
-        ctx.reply_ephemeral(
-            body,
-            "The guided KB938704 procedure is not available in this version yet. "
-            "Use *Diagnose* to see the cause and the DCs involved.",
-        )
+        incident_id = _incident_id(body)
+        if incident_id is None:
+            ctx.reply_ephemeral(body, "This button's value is not an incident id; it was refused.")
+            return
+        user = str(body.get("user", {}).get("id", ""))
+        once = f"{body.get('trigger_id', '')}:start"
+        ctx.reply_ephemeral(body, await start_procedure(ctx, incident_id, user, once))

@@ -20,10 +20,13 @@ from bot.config import Settings
 from bot.procedure.roles import group_ids, is_member
 from handlers.metrics import ServeMetrics
 from handlers.notifier import IncidentNotifier
+from handlers.procedure_messages import ProcedureMessages
 from handlers.thread import IncidentThread
+from handlers.transitions import ProcedureEngine
 from state.diagnoses import DiagnosisStore
 from state.incidents import IncidentStore
 from state.jobs import JobQueue
+from state.procedures import ProcedureStore
 from state.seen import SeenOnce
 from state.workers import WorkerRegistry
 
@@ -46,6 +49,9 @@ class ServeContext:
     jobs: JobQueue
     thread: IncidentThread
     notifier: IncidentNotifier
+    procedures: ProcedureStore
+    engine: ProcedureEngine
+    procedure_messages: ProcedureMessages
     _groups: dict[str, frozenset[str]] = field(default_factory=dict)
     _groups_at: float = 0.0
     _tasks: set[asyncio.Task[Any]] = field(default_factory=set)
@@ -85,6 +91,10 @@ class ServeContext:
         return is_member(user_id, slack_cfg.responders, await self._group_members()) or (
             is_member(user_id, slack_cfg.approvers, self._groups)
         )
+
+    async def is_approver(self, user_id: str) -> bool:
+        """May this user approve risky steps?"""
+        return is_member(user_id, self.settings.file.slack.approvers, await self._group_members())
 
     def reply_ephemeral(self, body: dict[str, Any], text: str) -> None:
         """Answer the clicking user through the request's response_url, after the ack.

@@ -807,6 +807,31 @@ class SambaForest:
             f"dMDLocation: {self.schema_dn}\nmsDS-Behavior-Version: 7\n\n"
         )
 
+    def add_live_phantom_dc(self, name: str) -> PhantomServer:
+        """A phantom whose DC computer account exists (serverReference set): the directory
+        sees a live DC that simply has no connection object on the root DC, the KB's
+        "missing from NTDS Settings" case. No samba process runs for it."""
+        phantom = self.add_phantom_servers(1, names=[name])[0]
+        computer_dn = f"CN={name},OU=Domain Controllers,{self.base_dn}"
+        ldif = self.base_dir / "phantom-computer.ldif"
+        ldif.write_text(
+            f"dn: {computer_dn}\nobjectClass: computer\nsAMAccountName: {name}$\n"
+            f"userAccountControl: 532480\ndNSHostName: {phantom.fqdn}\n"
+            f"servicePrincipalName: E3514235-4B06-11D1-AB04-00C04FC2DCD2/{phantom.dsa_guid}/"
+            f"{self.forest}\n\n"
+            f"dn: {phantom.server_dn}\nchangetype: modify\nreplace: serverReference\n"
+            f"serverReference: {computer_dn}\n"
+        )
+        self._restore_needed = True
+        sam = str(self._paths(self.root_dc.name).sam_ldb)
+        head, _, tail = ldif.read_text().partition("\n\n")
+        ldif.write_text(head + "\n")
+        self.run_in_lab(["ldbadd", "-H", sam, "--controls=relax:0", str(ldif)])
+        ldif.write_text(tail)
+        self.run_in_lab(["ldbmodify", "-H", sam, "--controls=relax:0", str(ldif)])
+        ldif.unlink()
+        return phantom
+
     def add_phantom_server(self, name: str) -> PhantomServer:
         """One server object + nTDSDSA with no DC behind it (nTDSDSA is system-only)."""
         return self.add_phantom_servers(1, names=[name])[0]

@@ -285,6 +285,44 @@ class SlackDriver:
         body = urlencode({"payload": json.dumps(payload)}).encode()
         return SentRequest("interactive", payload, body, "application/x-www-form-urlencoded")
 
+    def view_submission_payload(
+        self, view: dict[str, Any], values: dict[str, dict[str, str]], *, user_id: str
+    ) -> dict[str, Any]:
+        """What Slack sends when user_id submits a modal: each input's value by block and
+        action id (values = {block_id: {action_id: text}})."""
+        ws = self.emulator.workspace
+        state = {
+            block: {
+                action: {"type": "plain_text_input", "value": text} for action, text in v.items()
+            }
+            for block, v in values.items()
+        }
+        submitted = {**view, "state": {"values": state}}
+        return {
+            "type": "view_submission",
+            "team": {"id": ws.team_id, "domain": ws.domain},
+            "user": self._user(user_id),
+            "api_app_id": ws.app_id,
+            "token": self._verification_token,
+            "trigger_id": self.emulator.issue_trigger_id(),
+            "view": submitted,
+            "response_urls": [],
+            "is_enterprise_install": False,
+            "enterprise": None,
+        }
+
+    async def submit_view(
+        self,
+        view: dict[str, Any],
+        values: dict[str, dict[str, str]],
+        *,
+        user_id: str = "U0ONCALL1",
+        forgery: Forgery = Forgery.NONE,
+    ) -> BotResponse:
+        """user_id submits the modal `view` (as views() shows it) with these input values."""
+        payload = self.view_submission_payload(view, values, user_id=user_id)
+        return await self.send(self.interactive_request(payload), forgery=forgery)
+
     async def event(
         self,
         event: dict[str, Any],

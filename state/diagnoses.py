@@ -42,9 +42,12 @@ class DiagnosisStore:
         self.scripts = LuaScripts(client)
 
     async def request(
-        self, incident_id: str, user_id: str, *, pending_seconds: float
+        self, incident_id: str, user_id: str, *, pending_seconds: float, then: str = ""
     ) -> tuple[DiagnosisRequest, str]:
-        """Queue a diagnosis job unless one is pending; returns the outcome and the job id."""
+        """Queue a diagnosis job unless one is pending; returns the outcome and the job id.
+
+        `then="start"` asks the worker to start the procedure from the result.
+        """
         tag, _ = parse_incident_id(incident_id)
         keys = IncidentKeys(tag)
         job_id = uuid.uuid4().hex
@@ -58,6 +61,7 @@ class DiagnosisStore:
                 max(1, int(pending_seconds * 1000)),
                 job_id,
                 AUDIT_MAXLEN,
+                then,
             ],
         )
         return DiagnosisRequest(int(res)), job_id

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import time
 import uuid
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import redis.asyncio
@@ -25,6 +26,10 @@ class Job:
     requested_by: str
     enqueued_at_ms: int
     deliveries: int = 1
+    extra: Mapping[str, str] = field(default_factory=dict)
+
+
+_BASE_FIELDS = frozenset({"job_id", "kind", "incident", "requested_by", "enqueued_at_ms"})
 
 
 class JobQueue:
@@ -42,19 +47,24 @@ class JobQueue:
             if "BUSYGROUP" not in str(exc):
                 raise
 
-    async def enqueue(self, kind: str, incident_id: str, requested_by: str) -> str:
+    async def enqueue(
+        self,
+        kind: str,
+        incident_id: str,
+        requested_by: str,
+        extra: Mapping[str, str] | None = None,
+    ) -> str:
         """Add a job; returns its job id."""
         job_id = uuid.uuid4().hex
-        await self.client.xadd(
-            self.stream,
-            {
-                "job_id": job_id,
-                "kind": kind,
-                "incident": incident_id,
-                "requested_by": requested_by,
-                "enqueued_at_ms": str(int(time.time() * 1000)),
-            },
-        )
+        fields: dict[Any, Any] = {
+            "job_id": job_id,
+            "kind": kind,
+            "incident": incident_id,
+            "requested_by": requested_by,
+            "enqueued_at_ms": str(int(time.time() * 1000)),
+        }
+        fields.update(extra or {})
+        await self.client.xadd(self.stream, fields)
         return job_id
 
     @staticmethod
@@ -67,6 +77,7 @@ class JobQueue:
             requested_by=fields.get("requested_by", ""),
             enqueued_at_ms=int(fields.get("enqueued_at_ms", "0") or 0),
             deliveries=deliveries,
+            extra={k: v for k, v in fields.items() if k not in _BASE_FIELDS},
         )
 
     async def take(self, consumer: str, block_ms: int = 1000) -> Job | None:

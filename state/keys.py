@@ -39,6 +39,7 @@ class IncidentKeys:
         self.post_lock = f"{base}:post-lock"
         self.diagnosis = f"{base}:diagnosis"
         self.diagnosis_pending = f"{base}:diagnosis-pending"
+        self.procedure = f"{base}:proc-current"
 
     def archived(self, seq: int) -> tuple[str, str]:
         """Incident and reporters keys of a closed incident."""
@@ -50,3 +51,4 @@ GLOBAL_AUDIT = f"{PREFIX}:audit"
 JOBS_STREAM = f"{PREFIX}:jobs"
 JOBS_GROUP = "workers"
 WORKERS = f"{PREFIX}:workers"
+ACTIVE_PROCEDURES = f"{PREFIX}:procedures:active"

@@ -17,11 +17,14 @@ from handlers.app import build_bolt_app, build_web_app
 from handlers.context import ServeContext
 from handlers.metrics import ServeMetrics
 from handlers.notifier import IncidentNotifier
+from handlers.procedure_messages import ProcedureMessages
 from handlers.thread import IncidentThread
+from handlers.transitions import ProcedureEngine
 from state.connection import async_client, resolve_redis_url
 from state.diagnoses import DiagnosisStore
 from state.incidents import IncidentStore
 from state.jobs import JobQueue
+from state.procedures import ProcedureStore
 from state.seen import SeenOnce
 from state.workers import WorkerRegistry
 
@@ -41,7 +44,19 @@ def build_context(settings: Settings, client: Redis, slack: AsyncWebClient) -> S
         coalesce_seconds=settings.file.alerts.coalesce_seconds,
         metrics=metrics,
     )
+    procedures = ProcedureStore(client)
+    ttl = settings.file.approvals.ttl_seconds
     return ServeContext(
+        procedures=procedures,
+        engine=ProcedureEngine(procedures, ttl),
+        procedure_messages=ProcedureMessages(
+            procedures,
+            store,
+            slack,
+            thread,
+            window_seconds=settings.file.procedure.message_update_seconds,
+            ttl_seconds=ttl,
+        ),
         settings=settings,
         slack=slack,
         metrics=metrics,

@@ -23,19 +23,25 @@ from redis.exceptions import RedisError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.app.slack import slack_client
+from bot.app.step_runner import StepRunner
 from bot.config import ForestSection, Settings
 from bot.directory.client import DirectoryClient
 from bot.directory.gather import diagnose
 from bot.directory.model import Diagnosis, diagnosis_to_json
 from bot.errors import Ad1411Error, ConfigError, DirectoryError
-from handlers.render.diagnosis import diagnosis_text
+from bot.procedure.approval import Actor
+from bot.procedure.planner import PlanRefused, build_plan
+from handlers.procedure_messages import ProcedureMessages
+from handlers.render.diagnosis import diagnosis_headline, diagnosis_text
 from handlers.render.text import mrkdwn_escape
 from handlers.thread import IncidentThread
+from handlers.transitions import Acted, Busy, ProcedureEngine
 from state.audit import AuditLog
 from state.connection import async_client, resolve_redis_url
 from state.diagnoses import DiagnosisStore
 from state.incidents import Incident, IncidentStore
 from state.jobs import Job, JobQueue
+from state.procedures import DcLocks, ProcedureStore
 from state.workers import WorkerRegistry
 
 log = logging.getLogger(__name__)
@@ -55,12 +61,17 @@ class JobFailed(Ad1411Error):
 
 @dataclass(frozen=True)
 class JobKind:
-    """How to run one kind of job: its handler, its deadline, and what it is called."""
+    """How to run one kind of job: its handler, its deadline, and what it is called.
+
+    `failed` records a failure in the job's own state (a step goes to failed, so Retry
+    shows); without it the failure is audited as a job failure.
+    """
 
     title: str
     run: Callable[[Job], Awaitable[None]]
     deadline_seconds: float
     retry_hint: str
+    failed: Callable[[Job, str], Awaitable[None]] | None = None
 
 
 def worker_name() -> str:
@@ -80,6 +91,27 @@ class Worker:
         self.audit = AuditLog(client)
         self.thread = IncidentThread(slack)
         self.consumer = worker_name()
+        self.procedures = ProcedureStore(client)
+        ttl = settings.file.approvals.ttl_seconds
+        self.engine = ProcedureEngine(self.procedures, ttl)
+        self.messages = ProcedureMessages(
+            self.procedures,
+            self.incidents,
+            slack,
+            self.thread,
+            window_seconds=settings.file.procedure.message_update_seconds,
+            ttl_seconds=ttl,
+        )
+        self.steps = StepRunner(
+            settings,
+            engine=self.engine,
+            procedures=self.procedures,
+            incidents=self.incidents,
+            messages=self.messages,
+            thread=self.thread,
+            locks=DcLocks(client),
+            consumer=self.consumer,
+        )
         cfg = settings.file.worker
         self.kinds: dict[str, JobKind] = {
             "diagnose": JobKind(
@@ -87,7 +119,14 @@ class Worker:
                 run=self._diagnose,
                 deadline_seconds=cfg.diagnosis_deadline_seconds,
                 retry_hint="press *Diagnose* again (or `/ad1411 diagnose <incident>`)",
-            )
+            ),
+            "step": JobKind(
+                title="A procedure step",
+                run=self.steps.run,
+                deadline_seconds=settings.file.procedure.step_deadline_seconds,
+                retry_hint="press *Retry* on the step in the procedure message",
+                failed=self.steps.fail,
+            ),
         }
         self.jobs_done = 0
 
@@ -98,6 +137,7 @@ class Worker:
         cfg = self.settings.file.worker
         await self.jobs.ensure_group()
         heartbeat = asyncio.create_task(self._heartbeat(stop))
+        sweeper = asyncio.create_task(self._sweep(stop))
         print(f"ad1411 worker {self.consumer} ready", flush=True)
         try:
             while not stop.is_set():
@@ -116,9 +156,11 @@ class Worker:
                 if taken is not None:
                     await self.handle(taken)
         finally:
-            heartbeat.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await heartbeat
+            for task in (heartbeat, sweeper):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
+            await self.steps.drain()
             with contextlib.suppress(RedisError):
                 await self.registry.leave(self.consumer)
 
@@ -129,6 +171,21 @@ class Worker:
                 await self.registry.beat(self.consumer)
             except RedisError as exc:
                 log.warning("heartbeat not written: %s", exc)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), interval)
+
+    async def _sweep(self, stop: asyncio.Event) -> None:
+        """Show what a dead process left unshown: procedure messages marked stale."""
+        interval = self.settings.file.procedure.sweep_seconds
+        while not stop.is_set():
+            try:
+                for procedure_id in await self.procedures.active_ids():
+                    if await self.procedures.is_dirty(procedure_id):
+                        await self.messages.changed(procedure_id)
+            except RedisError as exc:
+                log.warning("sweep skipped: %s", exc)
+            except Exception:
+                log.exception("sweep failed; it runs again in %.0f s", interval)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), interval)
 
@@ -199,6 +256,9 @@ class Worker:
 
     async def _failed(self, kind: JobKind, job: Job, reason: str, next_step: str) -> None:
         """Audit the failure and say in the incident thread what failed and what to do next."""
+        if kind.failed is not None:
+            await kind.failed(job, f"{reason} {next_step}")
+            return
         if job.kind == "diagnose":
             await self.diagnoses.finish(
                 job.incident_id,
@@ -266,6 +326,29 @@ class Worker:
             f"*Diagnosis of `{inc.id}`* (requested by <@{job.requested_by}>)\n"
             + diagnosis_text(result),
         )
+        if job.extra.get("then") == "start":
+            await self._start_procedure(inc, job, result)
+
+    async def _start_procedure(self, inc: Incident, job: Job, result: Diagnosis) -> None:
+        """Start the procedure someone asked for, now that a fresh diagnosis is in."""
+        try:
+            plan = build_plan(result, self.steps.policy())
+        except PlanRefused as exc:
+            await self.thread.say(inc, f"The procedure cannot start: {mrkdwn_escape(str(exc))}")
+            return
+        outcome = await self.engine.start(
+            incident_id=inc.id,
+            plan=plan,
+            # The roles were checked when the person pressed Start procedure.
+            actor=Actor(job.requested_by, responder=True),
+            diagnosis_at_ms=int(time.time() * 1000),
+            diagnosis_summary=diagnosis_headline(result),
+            once=f"start:{job.job_id}",
+        )
+        if isinstance(outcome, Acted):
+            await self.messages.changed(outcome.procedure.id)
+        elif isinstance(outcome, Busy):
+            await self.thread.say(inc, f"Procedure `{outcome.procedure_id}` is already running.")
 
 
 def _run_diagnosis(forest: ForestSection, inc: Incident) -> Diagnosis:

@@ -33,6 +33,7 @@ Scope = Literal["base", "one", "subtree"]
 _SCOPES: dict[str, Any] = {"base": ldap3.BASE, "one": ldap3.LEVEL, "subtree": ldap3.SUBTREE}
 _PAGED_RESULTS_OID = "1.2.840.113556.1.4.319"
 _NO_SUCH_OBJECT = 32
+_NO_SUCH_ATTRIBUTE = 16
 _DROPPED = (
     ldap_exc.LDAPSocketReceiveError,
     ldap_exc.LDAPSocketSendError,
@@ -449,6 +450,29 @@ class DirectoryClient:
         if not entries:
             raise DirectorySearchFailed(f"{dn} does not exist on {dc or self.default_dc}")
         return entries[0]
+
+    def replace_attribute(
+        self, dn: str, attribute: str, value: str | None, *, dc: str | None = None
+    ) -> None:
+        """Replace one attribute's value (None deletes it); DirectorySearchFailed if refused."""
+        with self._lock:
+            target = dc.lower() if dc else self.default_dc
+            conn = self._connection(target)
+            change = (
+                (ldap3.MODIFY_REPLACE, [value]) if value is not None else (ldap3.MODIFY_DELETE, [])
+            )
+            self.round_trips += 1
+            ok = conn.modify(dn, {attribute: [change]})
+            if not ok:
+                result = conn.result or {}
+                # Deleting what is already absent leaves the wanted state: not a failure.
+                if value is None and result.get("result") == _NO_SUCH_ATTRIBUTE:
+                    return
+                raise DirectorySearchFailed(
+                    f"modify of {attribute} on {dn} at {target} was refused: "
+                    f"{result.get('description')} {result.get('message') or ''}".rstrip()
+                    + ". Check that the bot's account may write this attribute."
+                )
 
     def search(
         self,

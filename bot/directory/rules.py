@@ -91,9 +91,11 @@ def _alive(d: DsaRecord) -> bool:
     return d.computer is not None or not d.computer_checked
 
 
-def _known(s: ForestSnapshot) -> set[str]:
+def _known(s: ForestSnapshot) -> list[str]:
+    """Reporting DCs the directory knows, in the order they reported (the root DC rule
+    takes the first of them in the root domain, so the order must not depend on hashing)."""
     hosts = {d.dns_host_name for d in s.dsas if d.dns_host_name}
-    return {h for h in s.reporting_dcs if h in hosts}
+    return [h for h in s.reporting_dcs if h in hosts]
 
 
 def root_dc(

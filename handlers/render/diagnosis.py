@@ -55,3 +55,9 @@ def diagnosis_text(d: Diagnosis) -> str:
     lines.extend(f"Note: {mrkdwn_escape(n)}" for n in d.notes)
     lines.append(f"({d.queries} LDAP queries, {d.dsa_count} DCs in the forest)")
     return "\n".join(lines)
+
+
+def diagnosis_headline(d: Diagnosis) -> str:
+    """One line: the cause and the DC (plain text, for the procedure's step 0)."""
+    who = d.target.dns_host_name or f"DSA {d.target.dsa_guid}"
+    return f"{d.cause.value.replace('_', ' ')}: {who}, {CAUSE_TEXT[d.cause]}"

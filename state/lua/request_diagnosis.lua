@@ -1,4 +1,4 @@
--- request_diagnosis(keys=[incident, pending, incident_audit, jobs, global_audit], args=[incident_id, user, now_ms, pending_ttl_ms, job_id, audit_maxlen])
+-- request_diagnosis(keys=[incident, pending, incident_audit, jobs, global_audit], args=[incident_id, user, now_ms, pending_ttl_ms, job_id, audit_maxlen, then])
 -- Queue one diagnosis of an open incident: pending flag, job and audit entries, all or nothing.
 -- Returns 1 queued, 0 one is already pending, -1 no such open incident.
 if redis.call('HGET', KEYS[1], 'id') ~= ARGV[1] or redis.call('HGET', KEYS[1], 'status') ~= 'open' then
@@ -8,7 +8,7 @@ if redis.call('SET', KEYS[2], ARGV[5], 'NX', 'PX', ARGV[4]) == false then
   return 0
 end
 redis.call('XADD', KEYS[4], '*', 'job_id', ARGV[5], 'kind', 'diagnose', 'incident', ARGV[1],
-  'requested_by', ARGV[2], 'enqueued_at_ms', ARGV[3])
+  'requested_by', ARGV[2], 'enqueued_at_ms', ARGV[3], 'then', ARGV[7])
 redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[6], '*', 'event', 'diagnosis_requested',
   'incident', ARGV[1], 'user', ARGV[2], 'job_id', ARGV[5], 'at_ms', ARGV[3])
 redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[6], '*', 'event', 'diagnosis_requested',

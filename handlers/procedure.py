@@ -1,0 +1,266 @@
+"""Procedure buttons and modals: ack, authorize, one transition, render. Work runs in workers."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+from typing import Any
+
+from slack_bolt.async_app import AsyncAck, AsyncApp
+from slack_sdk.errors import SlackApiError
+
+from bot.procedure.approval import Actor, reason_problem
+from bot.procedure.model import Procedure, parse_procedure_id
+from bot.procedure.rules import Act, Intent
+from handlers.context import ServeContext
+from handlers.render.procedure import (
+    ACTION_PREFIX,
+    NEEDS_REASON,
+    OUTPUT_ACTION,
+    REASON_BLOCK,
+    REASON_CALLBACK,
+    REASON_INPUT,
+    approval_request_text,
+    output_modal,
+    parse_button_value,
+    reason_modal,
+)
+from handlers.transitions import Acted, Refused, Repeated
+from state.procedures import AuditEntry
+
+log = logging.getLogger(__name__)
+_ACTS = "|".join(
+    a.value
+    for a in (*NEEDS_REASON, Act.REQUEST_APPROVAL, Act.APPROVE, Act.RUN, Act.RETRY, Act.CLOSE)
+)
+ACTION_PATTERN = re.compile(rf"^{ACTION_PREFIX}({_ACTS})$")
+
+
+def _user(body: dict[str, Any]) -> str:
+    user = body.get("user")
+    return str(user.get("id", "")) if isinstance(user, dict) else ""
+
+
+def _action(body: dict[str, Any]) -> dict[str, Any]:
+    actions = body.get("actions")
+    if isinstance(actions, list) and actions and isinstance(actions[0], dict):
+        return actions[0]
+    return {}
+
+
+def _where(body: dict[str, Any]) -> tuple[str, str, str]:
+    """(channel, message ts, thread ts) of the clicked message ('' when not a message)."""
+    container = body.get("container") if isinstance(body.get("container"), dict) else {}
+    message = body.get("message") if isinstance(body.get("message"), dict) else {}
+    assert isinstance(container, dict) and isinstance(message, dict)
+    return (
+        str(container.get("channel_id", "")),
+        str(container.get("message_ts", "")),
+        str(message.get("thread_ts", "")),
+    )
+
+
+async def _actor(ctx: ServeContext, user_id: str) -> Actor:
+    return Actor(
+        user_id,
+        responder=await ctx.is_responder(user_id),
+        approver=await ctx.is_approver(user_id),
+    )
+
+
+async def _refuse_unknown(ctx: ServeContext, body: dict[str, Any], why: str) -> None:
+    """A button value that is not one of ours: refuse, say why, audit (globally)."""
+    await ctx.store.audit.append_global(
+        "refused",
+        user=_user(body),
+        act=str(_action(body).get("action_id", ""))[:40],
+        code="bad_value",
+        reason=why,
+    )
+    ctx.reply_ephemeral(body, f"This button was refused: {why}.")
+
+
+async def _belongs(ctx: ServeContext, body: dict[str, Any], proc: Procedure) -> bool:
+    """The click came from this procedure's message, or from its incident's thread."""
+    channel, message_ts, thread_ts = _where(body)
+    stored = await ctx.engine.load(proc.id)
+    inc = await ctx.store.get(proc.incident_id)
+    if stored is None or inc is None:
+        return False
+    if channel and inc.channel and channel != inc.channel:
+        return False
+    return message_ts in (stored.ts, inc.ts) or (bool(thread_ts) and thread_ts == inc.ts)
+
+
+def register(app: AsyncApp, ctx: ServeContext) -> None:
+    """Attach the procedure listeners."""
+
+    @app.action(ACTION_PATTERN)
+    async def on_button(ack: AsyncAck, body: dict[str, Any]) -> None:
+        await ack()
+        action = _action(body)
+        act = Act(str(action.get("action_id", ""))[len(ACTION_PREFIX) :])
+        value = parse_button_value(str(action.get("value", "")))
+        if value is None:
+            await _refuse_unknown(ctx, body, "its value is not a procedure button's")
+            return
+        try:
+            incident_id, _ = parse_procedure_id(value["p"])
+        except ValueError:
+            await _refuse_unknown(ctx, body, "it names no procedure")
+            return
+        proc = await ctx.engine.procedure(value["p"])
+        user = _user(body)
+        intent = Intent(act, value["s"] or None, value["d"] or None)
+        if proc is None or not await _belongs(ctx, body, proc):
+            await ctx.procedures.note(
+                incident_id,
+                [
+                    AuditEntry(
+                        "refused",
+                        {
+                            "procedure": value["p"],
+                            "incident": incident_id,
+                            "user": user,
+                            "act": act.value,
+                            "step": value["s"],
+                            "code": "wrong_message",
+                            "reason": "button value names a procedure of another message",
+                        },
+                    )
+                ],
+                once=_once(body),
+            )
+            ctx.reply_ephemeral(
+                body, "This button was refused: it does not belong to this procedure's message."
+            )
+            return
+        if act in NEEDS_REASON:
+            await _ask_reason(ctx, body, act, proc, value)
+            return
+        await perform(ctx, proc.id, intent, user, once=_once(body), body=body)
+
+    @app.view(REASON_CALLBACK)
+    async def on_reason(ack: AsyncAck, body: dict[str, Any], view: dict[str, Any]) -> None:
+        values = view.get("state", {}).get("values", {})
+        reason = str(values.get(REASON_BLOCK, {}).get(REASON_INPUT, {}).get("value") or "")
+        problem = reason_problem(reason)
+        if problem is not None:
+            await ack(response_action="errors", errors={REASON_BLOCK: problem})
+            return
+        try:
+            meta = json.loads(str(view.get("private_metadata", "")))
+            act = Act(str(meta["a"]))
+        except (ValueError, KeyError, TypeError):
+            await ack(response_action="errors", errors={REASON_BLOCK: "this form is not ours"})
+            return
+        await ack()
+        intent = Intent(
+            act, str(meta.get("s") or "") or None, str(meta.get("d") or "") or None, reason
+        )
+        await perform(
+            ctx,
+            str(meta.get("p", "")),
+            intent,
+            _user(body),
+            once=str(view.get("id", "")) + ":submit",
+            channel=str(meta.get("c", "")),
+        )
+
+    @app.action(OUTPUT_ACTION)
+    async def on_output(ack: AsyncAck, body: dict[str, Any]) -> None:
+        await ack()
+        user = _user(body)
+        if not await ctx.is_responder(user):
+            ctx.reply_ephemeral(body, "Only responders and approvers can read command outputs.")
+            return
+        ref = str(_action(body).get("value", ""))[:200]
+        output = await ctx.procedures.load_output(ref) if ref else None
+        if output is None:
+            ctx.reply_ephemeral(
+                body, "That output is no longer kept (outputs expire after 30 days)."
+            )
+            return
+        try:
+            await ctx.slack.views_open(
+                trigger_id=str(body.get("trigger_id", "")),
+                view=output_modal("Command output", output),
+            )
+        except SlackApiError as exc:
+            log.warning("could not open the output modal: %s", exc.response.get("error"))
+
+
+def _once(body: dict[str, Any]) -> str:
+    """A token of this very click: a Slack retry of the same request carries the same one."""
+    action = _action(body)
+    return f"{body.get('trigger_id', '')}:{action.get('action_ts', '')}"
+
+
+async def _ask_reason(
+    ctx: ServeContext, body: dict[str, Any], act: Act, proc: Procedure, value: dict[str, str]
+) -> None:
+    channel, _, _ = _where(body)
+    metadata = json.dumps({"a": act.value, **value, "c": channel}, separators=(",", ":"))
+    try:
+        await ctx.slack.views_open(
+            trigger_id=str(body.get("trigger_id", "")),
+            view=reason_modal(act, proc, value["s"], metadata),
+        )
+    except SlackApiError as exc:
+        log.warning("could not open the reason modal: %s", exc.response.get("error"))
+        ctx.reply_ephemeral(body, "Slack did not open the form; press the button again.")
+
+
+async def perform(
+    ctx: ServeContext,
+    procedure_id: str,
+    intent: Intent,
+    user_id: str,
+    *,
+    once: str,
+    body: dict[str, Any] | None = None,
+    channel: str = "",
+) -> None:
+    """One transition for one person, then tell them and the thread what happened."""
+    try:
+        incident_id, _ = parse_procedure_id(procedure_id)
+    except ValueError:
+        return
+    actor = await _actor(ctx, user_id)
+    outcome = await ctx.engine.act(procedure_id, intent, actor, once=once, incident_id=incident_id)
+    if isinstance(outcome, Repeated):
+        return
+    if isinstance(outcome, Refused):
+        await _tell(ctx, body, channel, user_id, outcome.refusal.reason)
+        return
+    assert isinstance(outcome, Acted)
+    proc = outcome.procedure
+    ctx.spawn(ctx.procedure_messages.changed(proc.id))
+    await _tell(ctx, body, channel, user_id, outcome.change.say)
+    inc = await ctx.store.get(proc.incident_id)
+    if inc is None:
+        return
+    step = proc.plan.step(intent.step_key or "")
+    if intent.act is Act.REQUEST_APPROVAL and step is not None:
+        approvers = ctx.settings.file.slack.approvers
+        ctx.spawn(ctx.thread.say(inc, approval_request_text(proc, step, approvers, user_id)))
+    elif intent.act in (Act.ABORT, Act.CLOSE):
+        verb = "aborted" if intent.act is Act.ABORT else "closed"
+        why = f": {intent.reason}" if intent.reason else ""
+        ctx.spawn(ctx.thread.say(inc, f"Procedure `{proc.id}` {verb} by <@{user_id}>{why}."))
+
+
+async def _tell(
+    ctx: ServeContext, body: dict[str, Any] | None, channel: str, user_id: str, text: str
+) -> None:
+    if not text:
+        return
+    if body is not None:
+        ctx.reply_ephemeral(body, text)
+        return
+    if channel:
+        try:
+            await ctx.slack.chat_postEphemeral(channel=channel, user=user_id, text=text)
+        except SlackApiError as exc:
+            log.warning("ephemeral reply not sent: %s", exc.response.get("error"))

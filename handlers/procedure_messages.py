@@ -1,0 +1,107 @@
+"""The procedure message in the incident thread: posted once, then kept in step, coalesced.
+
+Used by serve (after a click) and by the worker (after a run, and by its sweeper, which
+repairs a message a dead process left stale). Never imports Bolt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+from slack_sdk.errors import SlackApiError
+from slack_sdk.web.async_client import AsyncWebClient
+
+from bot.procedure.model import procedure_from_json
+from handlers.render.procedure import procedure_blocks, procedure_fallback
+from handlers.thread import IncidentThread
+from state.incidents import IncidentStore
+from state.procedures import ProcedureStore
+
+log = logging.getLogger(__name__)
+POST_CLAIM_SECONDS = 60
+
+
+class ProcedureMessages:
+    """Keeps each procedure's Slack message in step with Redis, without flooding Slack."""
+
+    def __init__(
+        self,
+        store: ProcedureStore,
+        incidents: IncidentStore,
+        slack: AsyncWebClient,
+        thread: IncidentThread,
+        *,
+        window_seconds: float,
+        ttl_seconds: int,
+    ) -> None:
+        self.store = store
+        self.incidents = incidents
+        self.slack = slack
+        self.thread = thread
+        self.window = window_seconds
+        self.ttl = ttl_seconds
+
+    def _slot_ttl(self) -> float:
+        return 2 * self.window + 30
+
+    async def changed(self, procedure_id: str) -> None:
+        """Show the latest state now, then at most once per window while changes keep coming."""
+        if not await self.store.take_update_slot(procedure_id, self._slot_ttl()):
+            return  # the holder of the slot shows this change at its trailing edge
+        try:
+            while True:
+                await self.flush(procedure_id)
+                await asyncio.sleep(self.window)
+                await self.store.release_update_slot(procedure_id)
+                if not await self.store.is_dirty(procedure_id):
+                    return
+                if not await self.store.take_update_slot(procedure_id, self._slot_ttl()):
+                    return
+        except Exception:
+            log.exception("updating the message of procedure %s failed", procedure_id)
+            await self.store.release_update_slot(procedure_id)
+
+    async def flush(self, procedure_id: str) -> None:
+        """Post the message if it has none yet, else update it when it is stale."""
+        stored = await self.store.load(procedure_id)
+        if stored is None:
+            return
+        proc = procedure_from_json(stored.data, stored.version)
+        now = int(time.time() * 1000)
+        blocks = procedure_blocks(proc, now, self.ttl)
+        if stored.ts is None:
+            await self._post(procedure_id, proc.incident_id, blocks, procedure_fallback(proc))
+            return
+        if not await self.store.take_dirty(procedure_id):
+            return
+        try:
+            await self.slack.chat_update(
+                channel=stored.channel or "",
+                ts=stored.ts,
+                text=procedure_fallback(proc),
+                blocks=blocks,
+            )
+        except SlackApiError as exc:
+            log.error("updating procedure %s failed: %s", procedure_id, exc.response.get("error"))
+
+    async def _post(
+        self, procedure_id: str, incident_id: str, blocks: list[dict[str, Any]], text: str
+    ) -> None:
+        inc = await self.incidents.get(incident_id)
+        if inc is None or inc.channel is None or inc.ts is None:
+            log.warning("procedure %s: its incident has no message yet; not posted", procedure_id)
+            return
+        if not await self.store.take_post_claim(procedure_id, POST_CLAIM_SECONDS):
+            return
+        await self.store.take_dirty(procedure_id)
+        try:
+            resp = await self.slack.chat_postMessage(
+                channel=inc.channel, thread_ts=inc.ts, text=text, blocks=blocks
+            )
+        except SlackApiError as exc:
+            log.error("posting procedure %s failed: %s", procedure_id, exc.response.get("error"))
+            return
+        await self.store.set_message(procedure_id, str(resp["channel"]), str(resp["ts"]))

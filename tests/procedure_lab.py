@@ -1,0 +1,254 @@
+"""A procedure lab without Samba: simulated DCs over real WinRM, a seeded diagnosis, and the bot
+(serve and worker) in the test's loop. For the Slack flow: approvals, clicks, races, runs of
+the steps that touch only the DCs (1, 2, ...). Steps that need a real directory are tested
+against the Samba lab elsewhere.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import redis.asyncio
+
+from bot.app.slack import slack_client
+from bot.app.worker import Worker
+from bot.config import Settings
+from bot.directory.model import Cause, Diagnosis, SourceDc, TargetDc, diagnosis_to_json
+from lab.alert_samples import alert_body
+from lab.dcsim.simulator import DcLab, SimulatedDc
+from lab.slack_driver import BotResponse, SlackDriver
+from lab.slack_emulator import SlackEmulator
+from state.audit import AuditLog
+from state.diagnoses import DiagnosisStore
+from state.keys import GLOBAL_AUDIT
+from tests.fixtures_dcsim import DCSIM_PASSWORD, DCSIM_USER
+from tests.inprocess import InProcessBot, running_bot, settings_for
+
+FOREST = "corp.example.com"
+ROOT = f"dc1.{FOREST}"
+REPORTER = f"dc2.{FOREST}"
+MISSING = f"dc3.{FOREST}"
+TARGET_GUID = "5d3b3c63-7c1c-4f7e-9a1e-2b2a4c6d8e10"
+CONFIG_NC = "CN=Configuration,DC=corp,DC=example,DC=com"
+RESPONDER, APPROVER1, APPROVER2 = "U0ONCALL1", "U0APPROV1", "U0APPROV2"
+# An approver who is also a responder (U0APPROV1 is listed in both), for self-approval.
+RESPONDER_APPROVER = APPROVER1
+
+
+def seeded_diagnosis() -> Diagnosis:
+    """What LDAP would say: dc9's serverReference is lost, dc3 has no link on dc1."""
+    base = "CN=Servers,CN=Default-First-Site-Name,CN=Sites," + CONFIG_NC
+    target = TargetDc(
+        dsa_guid=TARGET_GUID,
+        ntds_settings_dn=f"CN=NTDS Settings,CN=DC9,{base}",
+        server_dn=f"CN=DC9,{base}",
+        dns_host_name=f"dc9.{FOREST}",
+        server_reference=None,
+        computer_dn="CN=DC9,OU=Domain Controllers,DC=corp,DC=example,DC=com",
+        computer_checked=True,
+        user_account_control=0x82000,
+        spns=(),
+        expected_drs_spn=None,
+    )
+    return Diagnosis(
+        forest=FOREST,
+        cause=Cause.SERVER_REFERENCE_MISSING,
+        target=target,
+        root_dc=ROOT,
+        root_dc_reason="the reporting DC, a DC of the forest root domain",
+        reporting_dcs=(ROOT, REPORTER),
+        unknown_reporting_dcs=(),
+        links=(),
+        missing_links=(
+            SourceDc(
+                MISSING,
+                "0e6b1c1a-1b6f-4d55-8f59-8f5d0c0b0a01",
+                f"CN=NTDS Settings,CN=DC3,{base}",
+                f"CN=DC3,{base}",
+            ),
+        ),
+        dead_dcs=(),
+        configuration_nc=CONFIG_NC,
+    )
+
+
+def write_procedure_config(path: Path, dcs: list[SimulatedDc], extra: str = "") -> Path:
+    """The config of a bot whose forest is the simulated DCs."""
+    overrides = "\n".join(
+        f'[[forests.dcs]]\nfqdn = "{d.fqdn}"\naddress = "127.0.0.1"\nwinrm_port = {d.port}'
+        for d in dcs
+    )
+    path.write_text(
+        f"""
+[slack]
+channel = "C0INCIDENT"
+responders = ["{RESPONDER}", "{APPROVER1}"]
+approvers = ["{APPROVER1}", "{APPROVER2}"]
+[alerts]
+coalesce_seconds = 0.5
+[procedure]
+message_update_seconds = 0.2
+sweep_seconds = 0.5
+lock_wait_seconds = 60
+{extra}
+[[forests]]
+name = "{FOREST}"
+ldap_hosts = ["{ROOT}"]
+[forests.winrm]
+scheme = "http"
+auth = "ntlm"
+encryption = "always"
+user = "{DCSIM_USER.replace(chr(92), chr(92) * 2)}"
+password = {{ env = "LAB_WINRM_PASSWORD" }}
+operation_timeout_seconds = 5
+command_deadline_seconds = 30
+restart_deadline_seconds = 60
+{overrides}
+""",
+        encoding="utf-8",
+    )
+    return path
+
+
+@dataclass
+class ProcedureLab:
+    """The running bot, its Slack, its DCs, and helpers to click through a procedure."""
+
+    bot: InProcessBot
+    dcs: DcLab
+    settings: Settings
+    redis_url: str
+    workers: list[asyncio.Task[None]] = field(default_factory=list)
+    stop: asyncio.Event = field(default_factory=asyncio.Event)
+
+    @property
+    def emulator(self) -> SlackEmulator:
+        return self.bot.emulator
+
+    @property
+    def driver(self) -> SlackDriver:
+        return self.bot.driver
+
+    def start_worker(self) -> Worker:
+        """One more in-process worker on this loop."""
+        client = redis.asyncio.Redis.from_url(self.redis_url)
+        worker = Worker(self.settings, client, slack_client(self.settings))
+        self.workers.append(asyncio.create_task(worker.run(self.stop)))
+        return worker
+
+    async def open_incident(
+        self, reporters: tuple[str, ...] = (ROOT, REPORTER)
+    ) -> tuple[str, dict[str, Any]]:
+        """Alerts from the reporting DCs; returns the incident id and its message."""
+        iid = ""
+        for dc in reporters:
+            body, _ = alert_body("event_text", dc, TARGET_GUID, FOREST)
+            status, reply = await self.bot.post(body)
+            assert status == 202, reply
+            iid = str(reply["incidents"][0]["incident_id"])  # type: ignore[index]
+        msgs = await self.emulator.wait_for_async(self.bot.incident_messages, timeout=30)
+        return iid, msgs[0]
+
+    async def seed_diagnosis(self, incident_id: str, diagnosis: Diagnosis | None = None) -> None:
+        """Store a fresh diagnosis as the worker would have."""
+        client = redis.asyncio.Redis.from_url(self.redis_url)
+        await DiagnosisStore(client).finish(
+            incident_id,
+            "seeded",
+            user_id=RESPONDER,
+            outcome="done",
+            result=diagnosis_to_json(diagnosis or seeded_diagnosis()),
+        )
+        await client.aclose()
+
+    def procedure_message(self, incident_ts: str) -> dict[str, Any] | None:
+        """The procedure message in the incident thread (its latest version)."""
+        for m in self.emulator.messages("C0INCIDENT"):
+            in_thread = m.get("thread_ts") == incident_ts and m["ts"] != incident_ts
+            if in_thread and "KB938704 procedure" in json.dumps(m.get("blocks", [])):
+                return m
+        return None
+
+    async def wait_message(
+        self,
+        incident_ts: str,
+        predicate: Callable[[dict[str, Any]], bool],
+        timeout: float = 60,  # noqa: ASYNC109 - a hang guard
+    ) -> dict[str, Any]:
+        """Wait until the procedure message satisfies predicate."""
+
+        def probe() -> dict[str, Any] | None:
+            m = self.procedure_message(incident_ts)
+            return m if m is not None and predicate(m) else None
+
+        found = await self.emulator.wait_for_async(probe, timeout=timeout)
+        assert found is not None
+        return found
+
+    async def click(self, message: dict[str, Any], label: str, user: str) -> BotResponse:
+        """Press the button with this label in the procedure message, as this user."""
+        return await self.driver.click(message, text=label, user_id=user)
+
+    async def audit(self) -> list[dict[str, str]]:
+        """Every global audit entry so far."""
+        client = redis.asyncio.Redis.from_url(self.redis_url)
+        entries = [json.loads(x) async for x in AuditLog(client).export(GLOBAL_AUDIT)]
+        await client.aclose()
+        return entries
+
+
+def step_state(message: dict[str, Any], key: str) -> str:
+    """The state word the procedure message shows for a step (e.g. 'done')."""
+    for block in message.get("blocks", []):
+        text = block.get("text", {}).get("text", "") if block.get("type") == "section" else ""
+        if text.split("*", 2)[1:2] and text.split("*", 2)[1].startswith(f"{key}. "):
+            return text.split("· _", 1)[1].split("_", 1)[0] if "· _" in text else ""
+    return ""
+
+
+def buttons(message: dict[str, Any]) -> list[str]:
+    """Labels of the procedure message's buttons."""
+    return [b["text"]["text"] for b in SlackDriver.buttons(message)]
+
+
+@contextlib.asynccontextmanager
+async def procedure_lab(
+    tmp_path: Path,
+    redis_url: str,
+    emulator: SlackEmulator,
+    signing_secret: str,
+    monkeypatch: Any,
+    *,
+    extra_config: str = "",
+    workers: int = 1,
+) -> AsyncIterator[ProcedureLab]:
+    """DCs dc1 (root), dc2 (reporting), dc3 (missing on dc1), the bot and its workers."""
+    monkeypatch.setenv("LAB_WINRM_PASSWORD", DCSIM_PASSWORD)
+    lab = DcLab(FOREST, tmp_path / "dcsim")
+    try:
+        dcs = [
+            lab.add_dc(f"dc{i}.{FOREST}", auth="ntlm", user=DCSIM_USER, password=DCSIM_PASSWORD)
+            for i in (1, 2, 3)
+        ]
+        lab.forest.connect_all(except_pairs=frozenset({(ROOT, MISSING)}))
+        cfg = write_procedure_config(tmp_path / "c.toml", dcs, extra_config)
+        settings = settings_for(
+            emulator, signing_secret, redis_url, cfg, ALERT_WEBHOOK_TOKEN="procedure-lab-token"
+        )
+        async with running_bot(settings, emulator, signing_secret) as bot:
+            plab = ProcedureLab(bot, lab, settings, redis_url)
+            for _ in range(workers):
+                plab.start_worker()
+            try:
+                yield plab
+            finally:
+                plab.stop.set()
+                await asyncio.wait_for(asyncio.gather(*plab.workers, return_exceptions=True), 60)
+    finally:
+        lab.stop()
