@@ -51,7 +51,7 @@ async def _started(lab: ProcedureLab) -> tuple[str, dict[str, Any], dict[str, An
 
 
 async def test_start_shows_the_whole_plan_before_anything_runs(lab: ProcedureLab) -> None:
-    _, incident, msg = await _started(lab)
+    _, _, msg = await _started(lab)
     text = json.dumps(msg["blocks"])
     for key in ("1.1", "1.2", "2.1", "2.2", "3", "3b", "4", "5", "6", "7", "8", "9", "10", "12"):
         assert f"*{key}. " in text, key
