@@ -95,7 +95,7 @@ def build_plan(diagnosis: Diagnosis, policy: ApprovalPolicy) -> Plan:
         steps.append(planned("3b", server_dn=target.server_dn, computer_dn=target.computer_dn))
     elif target_gone:
         notes.append(
-            "the target DC is gone for good: no links are made to it; clean up its metadata "
+            "the target DC is gone for good: no links are made to it; do a metadata clean-up "
             "(ntdsutil metadata cleanup) after this procedure"
         )
     if missing:

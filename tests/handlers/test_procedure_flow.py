@@ -3,6 +3,7 @@ Slack emulator with signed requests, and real pypsrp against simulated DCs."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -10,7 +11,11 @@ from typing import Any
 
 import pytest
 
+from bot.procedure.plan import ApprovalPolicy
+from bot.procedure.planner import build_plan
+from lab.slack_driver import SlackDriver
 from lab.slack_emulator import SlackEmulator
+from tests.inprocess import running_bot
 from tests.procedure_lab import (
     APPROVER1,
     APPROVER2,
@@ -21,6 +26,7 @@ from tests.procedure_lab import (
     ProcedureLab,
     buttons,
     procedure_lab,
+    seeded_diagnosis,
     step_state,
 )
 
@@ -98,3 +104,137 @@ async def test_an_approved_change_runs_once_and_is_verified(lab: ProcedureLab) -
         ("query", "0"),
     ]
     assert all(len(e["output_sha256"]) == 32 for e in runs)
+
+
+def _ephemeral(lab: ProcedureLab, words: str) -> list[str]:
+    return [
+        str(c.params.get("text"))
+        for c in lab.emulator.calls("response_url")
+        if words in str(c.params.get("text"))
+    ]
+
+
+async def _said(lab: ProcedureLab, words: str) -> str:
+    found = await lab.emulator.wait_for_async(lambda: _ephemeral(lab, words), timeout=20)
+    return found[0]
+
+
+async def test_refusals_are_explained_to_the_clicker_and_audited(lab: ProcedureLab) -> None:
+    _, incident, msg = await _started(lab)
+    await lab.click(msg, "Request approval", APPROVER1)
+    msg = await lab.wait_message(incident["ts"], lambda m: "Approve" in buttons(m))
+    # The requester cannot approve their own step; a responder who is no approver cannot.
+    await lab.click(msg, "Approve", APPROVER1)
+    assert "cannot approve it" in await _said(lab, "you cannot approve")
+    await lab.click(msg, "Approve", RESPONDER)
+    assert "not an approver" in await _said(lab, "not an approver")
+    codes = {(e.get("code"), e.get("user")) for e in await lab.audit() if e["event"] == "refused"}
+    assert ("self_approval", APPROVER1) in codes and ("not_approver", RESPONDER) in codes
+    assert step_state(lab.procedure_message(incident["ts"]) or {}, "1.1") == "awaiting approval"
+    assert lab.dcs.dc(ROOT).commands() == []
+
+
+async def test_tampered_button_values_are_refused_and_audited(lab: ProcedureLab) -> None:
+    iid, _, msg = await _started(lab)
+    pid = f"{iid}.1"
+    later = next(
+        json.loads(b["value"]) for b in SlackDriver.buttons(msg) if b["text"]["text"] == "Abort"
+    )
+    digest_21 = _digest_of(msg, "2.1")
+    cases = [
+        ("Request approval", json.dumps({"p": pid, "s": "2.1", "d": digest_21}), "not the current"),
+        ("Request approval", json.dumps({"p": pid, "s": "1.1", "d": "0" * 16}), "old plan"),
+        (
+            "Request approval",
+            json.dumps({"p": "abcdef0123-9.1", "s": "1.1", "d": later["d"]}),
+            "does not belong",
+        ),
+        ("Request approval", "x; rm -rf /", "not a procedure button"),
+    ]
+    for label, value, words in cases:
+        await lab.driver.click(msg, text=label, user_id=RESPONDER, value=value)
+        assert await _said(lab, words)
+    refused = [e for e in await lab.audit() if e["event"] == "refused"]
+    assert {e["code"] for e in refused} >= {
+        "not_current",
+        "plan_changed",
+        "wrong_message",
+        "bad_value",
+    }
+    assert all(dc.commands() == [] for dc in lab.dcs.dcs.values())
+
+
+def _digest_of(message: dict[str, Any], key: str) -> str:
+    """The digest of a step as the plan the bot posted computes it (from the stored plan)."""
+    del message
+    plan = build_plan(seeded_diagnosis(), ApprovalPolicy())
+    step = plan.step(key)
+    assert step is not None
+    return step.digest
+
+
+async def test_reasons_are_asked_in_a_modal_for_reject_skip_and_abort(lab: ProcedureLab) -> None:
+    _, incident, msg = await _started(lab)
+    await lab.click(msg, "Request approval", RESPONDER)
+    msg = await lab.wait_message(incident["ts"], lambda m: "Reject" in buttons(m))
+    await lab.click(msg, "Reject", APPROVER2)
+    modal = (await lab.emulator.wait_for_async(lab.emulator.views, timeout=20))[-1]
+    assert modal["callback_id"] == "proc_reason"
+    empty = await lab.driver.submit_view(modal, {"reason": {"reason": "  "}}, user_id=APPROVER2)
+    assert empty.json()["response_action"] == "errors"
+    await lab.driver.submit_view(
+        modal, {"reason": {"reason": "change window not open yet"}}, user_id=APPROVER2
+    )
+    msg = await lab.wait_message(incident["ts"], lambda m: step_state(m, "1.1") == "rejected")
+    assert "change window not open yet" in json.dumps(msg["blocks"])
+    await lab.click(msg, "Skip", RESPONDER)
+    modal = (await lab.emulator.wait_for_async(lambda: lab.emulator.views()[1:], timeout=20))[-1]
+    await lab.driver.submit_view(modal, {"reason": {"reason": "set by GPO"}}, user_id=RESPONDER)
+    msg = await lab.wait_message(incident["ts"], lambda m: step_state(m, "1.1") == "skipped")
+    await lab.click(msg, "Abort", RESPONDER)
+    modal = (await lab.emulator.wait_for_async(lambda: lab.emulator.views()[2:], timeout=20))[-1]
+    await lab.driver.submit_view(modal, {"reason": {"reason": "wrong forest"}}, user_id=RESPONDER)
+    msg = await lab.wait_message(incident["ts"], lambda m: "aborted" in json.dumps(m["blocks"]))
+    assert buttons(msg) == []
+    events = [(e["event"], e.get("reason")) for e in await lab.audit()]
+    assert ("rejected", "change window not open yet") in events
+    assert ("step_skipped", "set by GPO") in events
+    assert ("procedure_aborted", "wrong forest") in events
+
+
+async def test_fifty_concurrent_clicks_on_two_replicas_run_the_command_once(
+    tmp_path: Path,
+    redis_url: str,
+    slack_emulator: SlackEmulator,
+    slack_signing_secret: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async with (
+        procedure_lab(
+            tmp_path,
+            redis_url,
+            slack_emulator,
+            slack_signing_secret,
+            monkeypatch,
+            extra_config="[approvals]\nchange = 0",
+        ) as lab,
+        running_bot(lab.settings, slack_emulator, slack_signing_secret) as replica,
+    ):
+        _, incident, msg = await _started(lab)
+        assert buttons(msg) == ["Run", "Skip", "Abort"]
+        drivers = [lab.driver, replica.driver]
+        clicks = [drivers[i % 2].click(msg, text="Run", user_id=RESPONDER) for i in range(50)]
+        answers = await asyncio.gather(*clicks)
+        assert all(a.status == 200 for a in answers)
+        done = await lab.wait_message(incident["ts"], lambda m: step_state(m, "1.1") == "done")
+        adds = [c for c in lab.dcs.dc(ROOT).commands() if "reg.exe add" in c.command_line]
+        assert len(adds) == 1
+        audit = await lab.audit()
+        assert sum(e["event"] == "step_queued" for e in audit) == 1
+        assert sum(e["event"] == "refused" for e in audit) == 49
+        # A Slack retry of one of those requests does nothing new: no audit entry, no job.
+        before = len(await lab.audit())
+        retried = await lab.driver.replay(answers[0].request, retry_num=1)
+        assert retried.status == 200
+        assert len(await lab.audit()) == before
+        assert step_state(done, "1.2") == "pending"
