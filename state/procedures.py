@@ -278,6 +278,13 @@ class DcLocks:
         res = await self.scripts("lock_extend", [self.key(name)], [token, int(ttl_s * 1000)])
         return int(res) == 1
 
+    async def steal(self, name: str, old_token: str, new_token: str, ttl_s: float) -> bool:
+        """Take the lock from a holder known to be dead, if it still holds it."""
+        res = await self.scripts(
+            "lock_steal", [self.key(name)], [old_token, new_token, int(ttl_s * 1000)]
+        )
+        return int(res) == 1
+
     async def release(self, name: str, token: str) -> bool:
         """Release it if this token holds it."""
         return int(await self.scripts("lock_release", [self.key(name)], [token])) == 1

@@ -41,11 +41,11 @@ RESPONDER, APPROVER1, APPROVER2 = "U0ONCALL1", "U0APPROV1", "U0APPROV2"
 RESPONDER_APPROVER = APPROVER1
 
 
-def seeded_diagnosis() -> Diagnosis:
+def seeded_diagnosis(target_guid: str = TARGET_GUID) -> Diagnosis:
     """What LDAP would say: dc9's serverReference is lost, dc3 has no link on dc1."""
     base = "CN=Servers,CN=Default-First-Site-Name,CN=Sites," + CONFIG_NC
     target = TargetDc(
-        dsa_guid=TARGET_GUID,
+        dsa_guid=target_guid,
         ntds_settings_dn=f"CN=NTDS Settings,CN=DC9,{base}",
         server_dn=f"CN=DC9,{base}",
         dns_host_name=f"dc9.{FOREST}",
@@ -143,16 +143,20 @@ class ProcedureLab:
         return worker
 
     async def open_incident(
-        self, reporters: tuple[str, ...] = (ROOT, REPORTER)
+        self, reporters: tuple[str, ...] = (ROOT, REPORTER), guid: str = TARGET_GUID
     ) -> tuple[str, dict[str, Any]]:
         """Alerts from the reporting DCs; returns the incident id and its message."""
         iid = ""
         for dc in reporters:
-            body, _ = alert_body("event_text", dc, TARGET_GUID, FOREST)
+            body, _ = alert_body("event_text", dc, guid, FOREST)
             status, reply = await self.bot.post(body)
             assert status == 202, reply
             iid = str(reply["incidents"][0]["incident_id"])  # type: ignore[index]
-        msgs = await self.emulator.wait_for_async(self.bot.incident_messages, timeout=30)
+
+        def message() -> list[dict[str, Any]]:
+            return [m for m in self.bot.incident_messages() if guid in json.dumps(m)]
+
+        msgs = await self.emulator.wait_for_async(message, timeout=30)
         return iid, msgs[0]
 
     async def seed_diagnosis(self, incident_id: str, diagnosis: Diagnosis | None = None) -> None:

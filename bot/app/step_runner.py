@@ -63,7 +63,9 @@ from state.jobs import Job
 from state.procedures import AuditEntry, DcLocks, ProcedureStore
 
 log = logging.getLogger(__name__)
-LOCK_POLL_SECONDS = 1.0
+LOCK_POLL_SECONDS = 0.5
+# A held lock is renewed every third of this; a dead holder's lapses within it.
+LOCK_TTL_SECONDS = 60.0
 EXCERPT_CHARS = 500
 
 
@@ -209,6 +211,7 @@ class StepRunner:
         thread: IncidentThread,
         locks: DcLocks,
         consumer: str,
+        is_alive: Callable[[str], Awaitable[bool]],
     ) -> None:
         self.settings = settings
         self.engine = engine
@@ -218,6 +221,7 @@ class StepRunner:
         self.thread = thread
         self.locks = locks
         self.consumer = consumer
+        self.is_alive = is_alive
         self.tasks: set[asyncio.Task[None]] = set()
 
     def _spawn_update(self, procedure_id: str) -> None:
@@ -245,41 +249,60 @@ class StepRunner:
         if forest is None:
             await self.fail(job, f"forest {proc.plan.forest} is no longer configured; add it back.")
             return
-        token = f"{self.consumer}:{pid}:{key}:{uuid.uuid4().hex[:8]}"
+        token = f"{self.consumer}|{pid}|{key}|{uuid.uuid4().hex[:8]}"
         lock = step.lock_name if step.kind not in (StepKind.READ, StepKind.SAFE) else None
-        if lock is not None:
-            await self._take_lock(proc, step, lock, token)
+        keeper: asyncio.Task[None] | None = None
         try:
+            if lock is not None:
+                await self._take_lock(proc, step, lock, token)
+                keeper = asyncio.create_task(self._hold_lock(lock, token))
             await self._run_locked(job, proc, step, forest, actor)
         except Ad1411Error as exc:
             await self.fail(job, str(exc))
         finally:
+            if keeper is not None:
+                keeper.cancel()
             if lock is not None:
                 await self.locks.release(lock, token)
 
     async def _take_lock(self, proc: Procedure, step: PlannedStep, lock: str, token: str) -> None:
+        """Wait for the DC's change lock; take it over from a worker whose heartbeat stopped."""
         cfg = self.settings.file.procedure
-        ttl = cfg.step_deadline_seconds + 60
         deadline = time.monotonic() + cfg.lock_wait_seconds
         told = False
-        while not await self.locks.acquire(lock, token, ttl):
-            holder = await self.locks.holder(lock) or "another run"
+        while not await self.locks.acquire(lock, token, LOCK_TTL_SECONDS):
+            holder = await self.locks.holder(lock) or ""
+            owner = holder.split("|", 1)[0]
+            if holder and not await self.is_alive(owner):
+                if await self.locks.steal(lock, holder, token, LOCK_TTL_SECONDS):
+                    log.warning("took the lock of %s from %s, whose heartbeat stopped", lock, owner)
+                    return
+                continue
             if not told:
                 told = True
                 inc = await self.incidents.get(proc.incident_id)
                 if inc is not None:
+                    busy = holder.split("|")[1:3] if "|" in holder else ["another run"]
                     await self.thread.say(
                         inc,
                         f":lock: Step {step.key} waits: `{mrkdwn_escape(lock)}` is busy with "
-                        f"`{mrkdwn_escape(holder.split(':', 1)[-1])}` (one change at a time "
-                        "per DC).",
+                        f"`{mrkdwn_escape(' step '.join(busy))}` (one change at a time per DC).",
                     )
             if time.monotonic() > deadline:
                 raise StepAborted(
-                    f"{lock} stayed busy with {holder} for {cfg.lock_wait_seconds:g} s; nothing "
-                    "was changed. Retry when the other change is done."
+                    f"{lock} stayed busy ({holder.split('|', 1)[-1]}) for "
+                    f"{cfg.lock_wait_seconds:g} s; nothing was changed. Retry when the other "
+                    "change is done."
                 )
             await asyncio.sleep(LOCK_POLL_SECONDS)
+
+    async def _hold_lock(self, lock: str, token: str) -> None:
+        """Keep the lock while the step works (a dead worker's lock then expires soon)."""
+        while True:
+            await asyncio.sleep(LOCK_TTL_SECONDS / 3)
+            if not await self.locks.extend(lock, token, LOCK_TTL_SECONDS):
+                log.error("lost the lock of %s while a step held it", lock)
+                return
 
     async def _run_locked(
         self, job: Job, proc: Procedure, step: PlannedStep, forest: ForestSection, actor: Actor

@@ -111,6 +111,7 @@ class Worker:
             thread=self.thread,
             locks=DcLocks(client),
             consumer=self.consumer,
+            is_alive=self._alive,
         )
         cfg = settings.file.worker
         self.kinds: dict[str, JobKind] = {
@@ -163,6 +164,13 @@ class Worker:
             await self.steps.drain()
             with contextlib.suppress(RedisError):
                 await self.registry.leave(self.consumer)
+
+    async def _alive(self, consumer: str) -> bool:
+        """Whether a worker's heartbeat is fresh (this worker always is)."""
+        if consumer == self.consumer:
+            return True
+        stale = self.settings.file.worker.heartbeat_stale_seconds
+        return any(b.consumer == consumer for b in await self.registry.alive(stale))
 
     async def _heartbeat(self, stop: asyncio.Event) -> None:
         interval = self.settings.file.worker.heartbeat_seconds

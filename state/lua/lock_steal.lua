@@ -1,0 +1,7 @@
+-- lock_steal(keys=[lock], args=[old_token, new_token, ttl_ms])
+-- Take over a lock whose holder is known dead, only if that holder still has it.
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('SET', KEYS[1], ARGV[2], 'PX', ARGV[3])
+  return 1
+end
+return 0

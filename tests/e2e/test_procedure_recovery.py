@@ -1,0 +1,242 @@
+"""What must survive crashes and restarts: workers and serve as real processes."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import redis.asyncio
+
+from bot.directory.model import diagnosis_to_json
+from lab.alert_samples import alert_body, dsa_guid
+from lab.dcsim.simulator import DcLab
+from lab.slack_driver import SlackDriver
+from lab.slack_emulator import SlackEmulator
+from state.diagnoses import DiagnosisStore
+from tests.fixtures_dcsim import DCSIM_PASSWORD, DCSIM_USER
+from tests.procedure_lab import (
+    FOREST,
+    MISSING,
+    REPORTER,
+    RESPONDER,
+    ROOT,
+    TARGET_GUID,
+    ProcedureLab,
+    buttons,
+    procedure_lab,
+    seeded_diagnosis,
+    step_state,
+    write_procedure_config,
+)
+from tests.procs import BotProcess, http_env, serve
+
+pytestmark = [pytest.mark.e2e, pytest.mark.winrm, pytest.mark.slack, pytest.mark.slow]
+FAST = """
+[approvals]
+change = 0
+[worker]
+heartbeat_seconds = 0.3
+heartbeat_stale_seconds = 2
+reclaim_idle_seconds = 3
+"""
+READY = re.compile(r"worker .* ready")
+
+
+def _worker_env(lab: ProcedureLab, slack_env: dict[str, str], cfg: str) -> dict[str, str]:
+    return http_env(
+        slack_env,
+        REDIS_URL=lab.redis_url,
+        AD1411_CONFIG=cfg,
+        LAB_WINRM_PASSWORD=DCSIM_PASSWORD,
+    )
+
+
+async def _start(
+    lab: ProcedureLab, guid: str = TARGET_GUID
+) -> tuple[str, dict[str, Any], dict[str, Any]]:
+    iid, incident = await lab.open_incident(guid=guid)
+    await lab.seed_diagnosis(iid, seeded_diagnosis(guid))
+    await lab.driver.click(incident, text="Start procedure", user_id=RESPONDER)
+    msg = await lab.wait_message(incident["ts"], lambda m: "Run" in buttons(m))
+    return iid, incident, msg
+
+
+@pytest.fixture
+async def lab(
+    tmp_path: Path,
+    redis_url: str,
+    slack_emulator: SlackEmulator,
+    slack_signing_secret: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> AsyncIterator[ProcedureLab]:
+    async with procedure_lab(
+        tmp_path,
+        redis_url,
+        slack_emulator,
+        slack_signing_secret,
+        monkeypatch,
+        extra_config=FAST,
+        workers=0,
+    ) as running:
+        yield running
+
+
+async def test_a_worker_killed_mid_step_is_reclaimed_and_nothing_runs_twice(
+    lab: ProcedureLab, tmp_path: Path, slack_env: dict[str, str]
+) -> None:
+    env = _worker_env(lab, slack_env, str(lab.settings.env.AD1411_CONFIG))
+    first = BotProcess(["worker"], env, tmp_path / "worker-a.log")
+    first.wait_for_line(READY)
+    second: BotProcess | None = None
+    try:
+        _, incident, msg = await _start(lab)
+        root = lab.dcs.dc(ROOT)
+        # The change takes a while on the DC: long enough to kill the worker in the middle.
+        root.faults.slow(1.5, match="reg.exe add", times=1)
+        await lab.click(msg, "Run", RESPONDER)
+        await lab.emulator.wait_for_async(
+            lambda: [c for c in root.commands() if "reg.exe add" in c.command_line], timeout=30
+        )
+        first.kill()
+        second = BotProcess(["worker"], env, tmp_path / "worker-b.log")
+        second.wait_for_line(READY)
+        done = await lab.wait_message(incident["ts"], lambda m: step_state(m, "1.1") == "done", 90)
+        adds = [c for c in root.commands() if "reg.exe add" in c.command_line]
+        assert len(adds) == 1, [c.command_line for c in root.commands()]
+        assert "the earlier run had applied it" in json.dumps(done["blocks"])
+        events = [e["event"] for e in await lab.audit()]
+        assert "step_reclaimed" in events
+    finally:
+        first.stop()
+        if second is not None:
+            second.stop()
+
+
+async def test_serve_and_worker_restarted_mid_procedure_the_old_buttons_still_work(
+    tmp_path: Path,
+    redis_url: str,
+    slack_env: dict[str, str],
+    slack_emulator: SlackEmulator,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    lab = DcLab(FOREST, tmp_path / "dcsim")
+    try:
+        dcs = [
+            lab.add_dc(f"dc{i}.{FOREST}", auth="ntlm", user=DCSIM_USER, password=DCSIM_PASSWORD)
+            for i in (1, 2, 3)
+        ]
+        lab.forest.connect_all(except_pairs=frozenset({(ROOT, MISSING)}))
+        cfg = write_procedure_config(tmp_path / "c.toml", dcs, FAST)
+        env = http_env(
+            slack_env,
+            REDIS_URL=redis_url,
+            AD1411_CONFIG=str(cfg),
+            LAB_WINRM_PASSWORD=DCSIM_PASSWORD,
+            ALERT_WEBHOOK_TOKEN="restart-token",
+        )
+        secret = env["SLACK_SIGNING_SECRET"]
+
+        async def alert(url: str, dc: str) -> str:
+            import aiohttp
+
+            body, _ = alert_body("event_text", dc, TARGET_GUID, FOREST)
+            async with (
+                aiohttp.ClientSession() as s,
+                s.post(
+                    url + "/alerts", data=body, headers={"Authorization": "Bearer restart-token"}
+                ) as r,
+            ):
+                return str((await r.json())["incidents"][0]["incident_id"])
+
+        def proc_msg(ts: str) -> dict[str, Any] | None:
+            for m in slack_emulator.messages("C0INCIDENT"):
+                if m.get("thread_ts") == ts and "KB938704 procedure" in json.dumps(m.get("blocks")):
+                    return m
+            return None
+
+        async def wait_step(ts: str, key: str, state: str) -> dict[str, Any]:
+            found = await slack_emulator.wait_for_async(
+                lambda: (m := proc_msg(ts)) is not None and step_state(m, key) == state and m,
+                timeout=90,
+            )
+            assert isinstance(found, dict)
+            return found
+
+        worker = BotProcess(["worker"], env, tmp_path / "worker-1.log")
+        worker.wait_for_line(READY)
+        with serve(env, tmp_path, "serve-1") as (_, url):
+            iid = await alert(url, ROOT)
+            await alert(url, REPORTER)
+            incident = (
+                await slack_emulator.wait_for_async(
+                    lambda: [
+                        m for m in slack_emulator.messages("C0INCIDENT") if "thread_ts" not in m
+                    ],
+                    timeout=30,
+                )
+            )[0]
+            client = redis.asyncio.Redis.from_url(redis_url)
+            await DiagnosisStore(client).finish(
+                iid,
+                "seeded",
+                user_id=RESPONDER,
+                outcome="done",
+                result=diagnosis_to_json(seeded_diagnosis()),
+            )
+            await client.aclose()
+            driver = SlackDriver(
+                slack_emulator, signing_secret=secret, bot_url=url + "/slack/events"
+            )
+            await driver.click(incident, text="Start procedure", user_id=RESPONDER)
+            msg = await slack_emulator.wait_for_async(lambda: proc_msg(incident["ts"]), timeout=30)
+            await driver.click(msg, text="Run", user_id=RESPONDER)
+            msg = await wait_step(incident["ts"], "1.1", "done")
+        worker.stop()
+        # Both processes are new; the message in Slack is the one posted before.
+        worker = BotProcess(["worker"], env, tmp_path / "worker-2.log")
+        worker.wait_for_line(READY)
+        try:
+            with serve(env, tmp_path, "serve-2") as (_, url):
+                driver = SlackDriver(
+                    slack_emulator, signing_secret=secret, bot_url=url + "/slack/events"
+                )
+                answer = await driver.click(msg, text="Run", user_id=RESPONDER)
+                assert answer.status == 200
+                await wait_step(incident["ts"], "1.2", "done")
+        finally:
+            worker.stop()
+        reporter = lab.dc(REPORTER).registry_value("RepsTo Failure Time (sec)")
+        assert reporter is not None and reporter.data == 60
+    finally:
+        lab.stop()
+
+
+async def test_two_incidents_never_change_one_dc_at_the_same_time(lab: ProcedureLab) -> None:
+    lab.start_worker()
+    lab.start_worker()
+    root = lab.dcs.dc(ROOT)
+    root.faults.slow(1.0, match="reg.exe add")
+    _, inc1, msg1 = await _start(lab)
+    _, inc2, msg2 = await _start(lab, dsa_guid(77))
+    await asyncio.gather(lab.click(msg1, "Run", RESPONDER), lab.click(msg2, "Run", RESPONDER))
+    await lab.wait_message(inc1["ts"], lambda m: step_state(m, "1.1") in ("done", "satisfied"), 90)
+    await lab.wait_message(inc2["ts"], lambda m: step_state(m, "1.1") in ("done", "satisfied"), 90)
+    changes = sorted(
+        (c for c in root.commands() if "reg.exe" in c.command_line), key=lambda c: c.started_at
+    )
+    # Each run is query, add, query; with the lock the two runs never interleave.
+    runs = [changes[i : i + 3] for i in range(0, len(changes), 3)]
+    assert [len(r) for r in runs] in ([3, 1], [3, 3], [3, 2])
+    first_end = runs[0][-1].finished_at
+    assert first_end is not None and all(c.started_at >= first_end for c in runs[1])
+    waited = [
+        m
+        for m in lab.emulator.messages("C0INCIDENT")
+        if "waits" in str(m.get("text")) and "busy" in str(m.get("text"))
+    ]
+    assert waited
