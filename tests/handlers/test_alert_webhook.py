@@ -225,7 +225,9 @@ async def test_buttons_authorize_and_enqueue_once(bot: InProcessBot) -> None:
     await bot.driver.click(msg, action_id="incident_start")
     await bot.emulator.wait_for_async(
         lambda: [
-            c for c in bot.emulator.calls("response_url") if "not available" in json.dumps(c.params)
+            c
+            for c in bot.emulator.calls("response_url")
+            if "diagnosis is already running" in json.dumps(c.params)
         ],
         timeout=20,
     )
