@@ -146,6 +146,9 @@ class DcOverride(_Strict):
 
     fqdn: str
     address: str | None = None
+    winrm_address: str | None = Field(
+        default=None, description="where WinRM answers when it differs from `address`"
+    )
     ldap_port: int | None = Field(default=None, ge=1, le=65535)
     winrm_port: int | None = Field(default=None, ge=1, le=65535)
 

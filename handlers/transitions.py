@@ -130,7 +130,9 @@ class ProcedureEngine:
         incident_id: str = "",
     ) -> Outcome:
         """Decide and commit one intent; retried on races, refused with a reason otherwise."""
-        stored = self._cache.get(procedure_id) or await self.load(procedure_id)
+        cached = self._cache.get(procedure_id)
+        fresh = cached is None
+        stored = cached or await self.load(procedure_id)
         if stored is None:
             refusal = Refusal("unknown_procedure", f"There is no procedure `{procedure_id[:60]}`.")
             if incident_id:
@@ -144,6 +146,13 @@ class ProcedureEngine:
             proc = procedure_from_json(stored.data, stored.version)
             ctx = Context(int(time.time() * 1000), self.ttl_seconds, uuid.uuid4().hex)
             decision = decide(proc, intent, actor, ctx)
+            if isinstance(decision, Refusal) and not fresh:
+                # A refusal commits nothing the script could check: decide on fresh state.
+                reloaded = await self.load(procedure_id)
+                if reloaded is None:
+                    break
+                stored, fresh = reloaded, True
+                continue
             if isinstance(decision, Refusal):
                 self.round_trips += 1
                 written = await self.store.note(
@@ -163,15 +172,15 @@ class ProcedureEngine:
                 once=once,
             )
             if result.outcome is CommitOutcome.OK:
-                fresh = StoredProcedure(
+                committed = StoredProcedure(
                     proc.id,
                     result.version,
                     procedure_to_json(decision.procedure),
                     stored.channel,
                     stored.ts,
                 )
-                self._remember(fresh)
-                return Acted(procedure_from_json(fresh.data, fresh.version), decision)
+                self._remember(committed)
+                return Acted(procedure_from_json(committed.data, committed.version), decision)
             if result.outcome is CommitOutcome.DUPLICATE:
                 return Repeated()
             # Someone else moved it first: decide again on what they left.
@@ -182,6 +191,7 @@ class ProcedureEngine:
                 current.id, current.version, current.data, stored.channel, stored.ts
             )
             self._remember(stored)
+            fresh = True
         raise RuntimeError(f"procedure {procedure_id}: still racing after {MAX_RACES} tries")
 
     async def start(

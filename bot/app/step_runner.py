@@ -14,6 +14,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 
 from bot.config import ForestSection, Settings
 from bot.directory.client import DirectoryClient
@@ -57,7 +58,7 @@ from handlers.procedure_messages import ProcedureMessages
 from handlers.render.procedure import result_blocks
 from handlers.render.text import mrkdwn_escape
 from handlers.thread import IncidentThread
-from handlers.transitions import Acted, ProcedureEngine
+from handlers.transitions import Acted, ProcedureEngine, Refused
 from state.incidents import IncidentStore
 from state.jobs import Job
 from state.procedures import AuditEntry, DcLocks, ProcedureStore
@@ -120,7 +121,21 @@ class OperationRunner:
         if isinstance(op, LdapOp):
             return await asyncio.to_thread(self._ldap, op, log_)
         if op.reads is Reads.RESTART:
-            return await asyncio.to_thread(self._restart, op)
+            started = datetime.now(UTC)
+            reading = await asyncio.to_thread(self._restart, op)
+            story = (
+                f"restart issued; WinRM went down, came back, LDAP answers: {reading.seconds:.0f} s"
+            )
+            # restart_and_wait raises unless shutdown exited 0 and the DC came back.
+            await self.record(
+                op,
+                CommandResult(
+                    op.dc, op.command.command_line(), story, "", 0, started, reading.seconds
+                ),
+            )
+            log_.outputs.append(f"> {op.line}\n{story}")
+            log_.exit_code = 0
+            return reading
         result = await asyncio.to_thread(self.executor.run, op.dc, op.command, check=False)
         await self.record(op, result)
         log_.outputs.append(f"> {op.line}\n{result.stdout}{result.stderr}")
@@ -240,7 +255,8 @@ class StepRunner:
         actor = Actor(job.requested_by, worker=self.consumer)
         claimed = await self.engine.act(pid, Intent(Act.CLAIM, key, job_id=job.job_id), actor)
         if not isinstance(claimed, Acted):
-            log.info("step job %s (%s %s) is stale: %s", job.job_id, pid, key, claimed)
+            why = claimed.refusal.code if isinstance(claimed, Refused) else type(claimed).__name__
+            log.info("step job %s (%s step %s) not claimed: %s", job.job_id, pid, key, why)
             return
         self._spawn_update(pid)
         proc = claimed.procedure

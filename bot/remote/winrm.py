@@ -559,7 +559,7 @@ class WinrmExecutor:
             self.section,
             host,
             password=self._password,
-            address=override.address if override else None,
+            address=(override.winrm_address or override.address) if override else None,
             port=override.winrm_port if override else None,
         )
 

@@ -193,8 +193,11 @@ async def test_serve_and_worker_restarted_mid_procedure_the_old_buttons_still_wo
                 slack_emulator, signing_secret=secret, bot_url=url + "/slack/events"
             )
             await driver.click(incident, text="Start procedure", user_id=RESPONDER)
-            msg = await slack_emulator.wait_for_async(lambda: proc_msg(incident["ts"]), timeout=30)
-            await driver.click(msg, text="Run", user_id=RESPONDER)
+            posted = await slack_emulator.wait_for_async(
+                lambda: proc_msg(incident["ts"]), timeout=30
+            )
+            assert posted is not None
+            await driver.click(posted, text="Run", user_id=RESPONDER)
             msg = await wait_step(incident["ts"], "1.1", "done")
         worker.stop()
         # Both processes are new; the message in Slack is the one posted before.
