@@ -10,7 +10,7 @@ from typing import Any
 import redis.asyncio
 
 from state.codec import text, text_map
-from state.keys import GLOBAL_AUDIT
+from state.keys import GLOBAL_AUDIT, IncidentKeys
 
 AUDIT_MAXLEN = 100_000
 
@@ -30,17 +30,31 @@ class AuditLog:
         entry.update(fields)
         return text(await self.client.xadd(GLOBAL_AUDIT, entry, maxlen=AUDIT_MAXLEN * 10))
 
-    async def export(self, stream: str = GLOBAL_AUDIT) -> AsyncIterator[str]:
-        """Every entry as one JSON line, oldest first."""
-        last = "-"
+    async def export(
+        self,
+        stream: str = GLOBAL_AUDIT,
+        *,
+        since_ms: int | None = None,
+        incident: str | None = None,
+    ) -> AsyncIterator[str]:
+        """Every entry as one JSON line, oldest first (from `since_ms`, of one incident)."""
+        last = "-" if since_ms is None else str(max(0, since_ms))
+        first = True
         while True:
             batch = await self.client.xrange(stream, min=last, max="+", count=1000)
-            if last != "-" and batch:
+            if not first and batch:
                 batch = batch[1:]
+            first = False
             if not batch:
                 return
             for sid, fields in batch:
                 record = {"id": text(sid)}
                 record.update(text_map(fields))
-                yield json.dumps(record, sort_keys=True)
+                if incident is None or record.get("incident") == incident:
+                    yield json.dumps(record, sort_keys=True)
             last = text(batch[-1][0])
+
+
+def incident_stream(incident_id: str) -> str:
+    """The audit stream of one incident's problem (its entries name the incident)."""
+    return IncidentKeys(incident_id.split("-", 1)[0]).audit

@@ -8,6 +8,7 @@ import json
 import logging
 import shutil
 import sys
+from datetime import datetime
 from pathlib import Path
 
 from bot.errors import AlertRejected, ConfigError
@@ -82,12 +83,43 @@ def _cmd_alert_parse(args: argparse.Namespace) -> int:
     return 0
 
 
+def _since_ms(value: str | None) -> int | None:
+    """--since as epoch milliseconds: ISO 8601 with a zone, or Unix seconds."""
+    if value is None:
+        return None
+    text = value.strip()
+    if text.isascii() and text.replace(".", "", 1).isdigit():
+        return int(float(text) * 1000)
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise ConfigError(
+            [
+                f"--since: {value[:40]!r} is not a time; expected ISO 8601 (2026-11-30T03:00Z) "
+                "or Unix seconds"
+            ]
+        ) from None
+    if moment.tzinfo is None:
+        raise ConfigError([f"--since: {value[:40]!r} has no time zone; add Z or +hh:mm"])
+    return int(moment.timestamp() * 1000)
+
+
 def _cmd_audit_export(args: argparse.Namespace) -> int:
     from bot.config import load_env  # noqa: PLC0415
-    from state.audit import AuditLog  # noqa: PLC0415
+    from state.audit import AuditLog, incident_stream  # noqa: PLC0415
     from state.connection import async_client, resolve_redis_url  # noqa: PLC0415
+    from state.keys import GLOBAL_AUDIT, parse_incident_id  # noqa: PLC0415
 
     env = load_env()
+    since = _since_ms(args.since)
+    stream = GLOBAL_AUDIT
+    if args.incident is not None:
+        try:
+            parse_incident_id(args.incident)
+        except ValueError as exc:
+            raise ConfigError([f"--incident: {exc}"]) from None
+        stream = incident_stream(args.incident.lower())
+    incident = args.incident.lower() if args.incident else None
 
     out = sys.stdout if args.output == "-" else open(args.output, "w", encoding="utf-8")  # noqa: SIM115
 
@@ -95,7 +127,7 @@ def _cmd_audit_export(args: argparse.Namespace) -> int:
         client = async_client(resolve_redis_url(env.REDIS_URL, env.AD1411_DATA_DIR))
         n = 0
         try:
-            async for line in AuditLog(client).export():
+            async for line in AuditLog(client).export(stream, since_ms=since, incident=incident):
                 out.write(line + "\n")
                 n += 1
         finally:
@@ -180,6 +212,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     export = audit.add_parser("export", help="write the audit stream as JSON lines")
     export.add_argument("-o", "--output", default="-", help="file to write (default stdout)")
+    export.add_argument("--incident", help="only this incident's entries (e.g. 3f9a0c1b2e-1)")
+    export.add_argument(
+        "--since", help="only entries from this time on (ISO 8601 with zone, or Unix seconds)"
+    )
     export.set_defaults(func=_cmd_audit_export)
     config = sub.add_parser("config", help="configuration tools").add_subparsers(
         dest="config_cmd", required=True

@@ -238,3 +238,51 @@ async def test_fifty_concurrent_clicks_on_two_replicas_run_the_command_once(
         assert retried.status == 200
         assert len(await lab.audit()) == before
         assert step_state(done, "1.2") == "pending"
+
+
+async def test_a_failed_step_says_why_and_offers_retry(
+    tmp_path: Path,
+    redis_url: str,
+    slack_emulator: SlackEmulator,
+    slack_signing_secret: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async with procedure_lab(
+        tmp_path,
+        redis_url,
+        slack_emulator,
+        slack_signing_secret,
+        monkeypatch,
+        extra_config="[approvals]\nchange = 0",
+    ) as lab:
+        _, incident, msg = await _started(lab)
+        again = await lab.driver.click(incident, text="Start procedure", user_id=RESPONDER)
+        assert again.status == 200
+        assert await _said(lab, "already running")
+        root = lab.dcs.dc(ROOT)
+        root.faults.exit_code(5, "reg.exe add", stderr="ERROR: Access is denied.\r\n", times=1)
+        await lab.click(msg, "Run", RESPONDER)
+        msg = await lab.wait_message(incident["ts"], lambda m: step_state(m, "1.1") == "failed")
+        assert buttons(msg) == ["Retry", "Skip", "Abort"]
+        said = [
+            str(m.get("text"))
+            for m in lab.emulator.messages("C0INCIDENT")
+            if m.get("thread_ts") == incident["ts"] and "FAILED" in str(m.get("text"))
+        ]
+        assert said and "Access is denied" in said[0] and "Retry" in said[0]
+        await lab.click(msg, "Retry", RESPONDER)
+        msg = await lab.wait_message(incident["ts"], lambda m: step_state(m, "1.1") == "done")
+        value = root.registry_value("RepsTo Failure Time (sec)")
+        assert value is not None and value.data == 60
+        # The full output of the run is one click away, in a modal.
+        result = next(
+            m
+            for m in reversed(lab.emulator.messages("C0INCIDENT"))
+            if m.get("thread_ts") == incident["ts"] and "Full output" in json.dumps(m)
+        )
+        await lab.driver.click(result, text="Full output", user_id=RESPONDER)
+        shown = await lab.emulator.wait_for_async(
+            lambda: [v for v in lab.emulator.views() if "Command output" in json.dumps(v)],
+            timeout=20,
+        )
+        assert "reg.exe add" in json.dumps(shown[-1])

@@ -82,3 +82,36 @@ def test_audit_export_writes_json_lines(redis_url: str, tmp_path: Path) -> None:
     assert all(e["incident"] == iid for e in lines)
     assert lines[1]["actor"] == "U0ONCALL1"
     assert "exported 2 audit entries" in res.stderr.decode()
+
+
+def test_audit_export_filters_by_incident_and_time(redis_url: str, tmp_path: Path) -> None:
+    async def fill() -> tuple[str, str]:
+        store = IncidentStore(redis.asyncio.Redis.from_url(redis_url))
+        ids = []
+        for guid in (
+            "6f1c2a7e-0d3b-4c2a-9a51-3e5b8d7c1f20",
+            "0b7c3a7e-0d3b-4c2a-9a51-3e5b8d7c1f21",
+        ):
+            intake = await store.record(
+                AlertRecord("corp.example.com", guid, "dc1.corp.example.com", 8589, None, "x")
+            )
+            ids.append(intake.incident_id)
+        await store.client.aclose()
+        return ids[0], ids[1]
+
+    first, second = asyncio.run(fill())
+    env = {"REDIS_URL": redis_url}
+    res = _cli("audit", "export", "--incident", second, env=env)
+    assert res.returncode == 0, res.stderr
+    lines = [json.loads(line) for line in res.stdout.decode().splitlines()]
+    assert lines and {e["incident"] for e in lines} == {second}
+    future = _cli("audit", "export", "--since", "2999-01-01T00:00Z", env=env)
+    assert future.stdout.decode() == "" and "exported 0" in future.stderr.decode()
+    everything = _cli("audit", "export", "--since", "0", env=env)
+    assert {json.loads(x)["incident"] for x in everything.stdout.decode().splitlines()} == {
+        first,
+        second,
+    }
+    bad = _cli("audit", "export", "--since", "yesterday", env=env)
+    assert bad.returncode == 2 and "ISO 8601" in bad.stderr.decode()
+    assert "Traceback" not in bad.stderr.decode()
