@@ -9,8 +9,16 @@ import redis.asyncio
 from redis.commands.core import AsyncScript
 
 
+def _read(*parts: str) -> str:
+    return resources.files("state").joinpath("lua", *parts).read_text(encoding="utf-8")
+
+
 def _source(name: str) -> str:
-    return resources.files("state").joinpath("lua", f"{name}.lua").read_text(encoding="utf-8")
+    """A script's text, with the audit library in front when it appends to an audit stream."""
+    text = _read(f"{name}.lua")
+    if "audit_append(" in text:
+        text = _read("lib", "audit_append.lua") + "\n" + text
+    return text
 
 
 class LuaScripts:

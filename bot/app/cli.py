@@ -140,6 +140,52 @@ def _cmd_audit_export(args: argparse.Namespace) -> int:
     return asyncio.run(export())
 
 
+def _cmd_audit_verify(args: argparse.Namespace) -> int:
+    from bot.config import load_env  # noqa: PLC0415
+    from state.audit import AuditLog, incident_stream  # noqa: PLC0415
+    from state.connection import async_client, resolve_redis_url  # noqa: PLC0415
+    from state.keys import parse_incident_id  # noqa: PLC0415
+
+    env = load_env()
+    if args.incident is not None:
+        try:
+            parse_incident_id(args.incident)
+        except ValueError as exc:
+            raise ConfigError([f"--incident: {exc}"]) from None
+
+    async def verify() -> int:
+        client = async_client(resolve_redis_url(env.REDIS_URL, env.AD1411_DATA_DIR))
+        log = AuditLog(client)
+        broken = 0
+        try:
+            streams = (
+                [incident_stream(args.incident.lower())] if args.incident else await log.streams()
+            )
+            for stream in streams:
+                check = await log.verify(stream)
+                if check.ok:
+                    note = " (older entries trimmed)" if check.trimmed else ""
+                    print(f"ok      {stream}: {check.entries} entries chained{note}")
+                else:
+                    broken += 1
+                    print(
+                        f"BROKEN  {stream}: entry {check.bad_id}: {check.why} "
+                        f"({check.entries} entries verified before it)"
+                    )
+        finally:
+            await client.aclose()
+        if broken:
+            print(
+                f"ad1411: {broken} audit stream(s) were altered; keep this output and a copy of "
+                "`ad1411 audit export` as evidence, and treat Redis as compromised",
+                file=sys.stderr,
+            )
+            return 1
+        return 0
+
+    return asyncio.run(verify())
+
+
 def _cmd_config_check(args: argparse.Namespace) -> int:
     from bot.config import check_secrets, load_env, load_file_config  # noqa: PLC0415
 
@@ -217,6 +263,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--since", help="only entries from this time on (ISO 8601 with zone, or Unix seconds)"
     )
     export.set_defaults(func=_cmd_audit_export)
+    verify = audit.add_parser(
+        "verify", help="check the audit hash chains; name the first edited, removed or moved entry"
+    )
+    verify.add_argument("--incident", help="only this incident's stream")
+    verify.set_defaults(func=_cmd_audit_verify)
     config = sub.add_parser("config", help="configuration tools").add_subparsers(
         dest="config_cmd", required=True
     )

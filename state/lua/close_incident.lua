@@ -13,6 +13,6 @@ end
 redis.call('ZREM', KEYS[4], ARGV[1])
 local entry = {'event', 'incident_closed', 'incident', ARGV[1], 'actor', ARGV[3],
   'reason', ARGV[4], 'at_ms', ARGV[2]}
-redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[5], '*', unpack(entry))
-redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[5], '*', unpack(entry))
+audit_append(KEYS[3], ARGV[5], entry)
+audit_append(KEYS[5], ARGV[5], entry)
 return 1

@@ -9,6 +9,6 @@ if redis.call('GET', KEYS[1]) == ARGV[2] then
 end
 local entry = {'event', 'diagnosis_' .. ARGV[4], 'incident', ARGV[1], 'user', ARGV[8],
   'job_id', ARGV[2], 'detail', ARGV[9], 'at_ms', ARGV[3]}
-redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[7], '*', unpack(entry))
-redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[7], '*', unpack(entry))
+audit_append(KEYS[3], ARGV[7], entry)
+audit_append(KEYS[4], ARGV[7], entry)
 return 1

@@ -36,8 +36,8 @@ for _ = 1, n_events do
   for j = 1, n * 2 do
     entry[j] = ARGV[i + j]
   end
-  redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[7], '*', unpack(entry))
-  redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[7], '*', unpack(entry))
+  audit_append(KEYS[3], ARGV[7], entry)
+  audit_append(KEYS[5], ARGV[7], entry)
   i = i + 1 + n * 2
 end
 local n_job = tonumber(ARGV[i])

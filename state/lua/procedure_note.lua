@@ -11,8 +11,8 @@ for _ = 1, tonumber(ARGV[3]) do
   for j = 1, n * 2 do
     entry[j] = ARGV[i + j]
   end
-  redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[2], '*', unpack(entry))
-  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', unpack(entry))
+  audit_append(KEYS[1], ARGV[2], entry)
+  audit_append(KEYS[2], ARGV[2], entry)
   i = i + 1 + n * 2
 end
 if KEYS[3] ~= '' then

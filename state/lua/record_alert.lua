@@ -8,8 +8,8 @@ if status == 'open' then
   local id = redis.call('HGET', KEYS[1], 'id')
   if redis.call('HINCRBY', KEYS[2], ARGV[4], 1) == 1 then
     redis.call('HINCRBY', KEYS[1], 'version', 1)
-    redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[9], '*', 'event', 'reporter_added',
-      'incident', id, 'reporting_dc', ARGV[4], 'source_format', ARGV[7], 'at_ms', ARGV[1])
+    audit_append(KEYS[3], ARGV[9], {'event', 'reporter_added', 'incident', id,
+      'reporting_dc', ARGV[4], 'source_format', ARGV[7], 'at_ms', ARGV[1]})
   end
   return {0, id, count}
 end
@@ -24,6 +24,6 @@ redis.call('ZADD', KEYS[5], ARGV[1], id)
 local entry = {'event', 'incident_opened', 'incident', id, 'reporting_dc', ARGV[4],
   'forest', ARGV[2], 'dsa_guid', ARGV[3], 'error_code', ARGV[5], 'source_format', ARGV[7],
   'at_ms', ARGV[1]}
-redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[9], '*', unpack(entry))
-redis.call('XADD', KEYS[6], 'MAXLEN', '~', ARGV[9], '*', unpack(entry))
+audit_append(KEYS[3], ARGV[9], entry)
+audit_append(KEYS[6], ARGV[9], entry)
 return {1, id, 1}

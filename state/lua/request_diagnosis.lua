@@ -9,8 +9,8 @@ if redis.call('SET', KEYS[2], ARGV[5], 'NX', 'PX', ARGV[4]) == false then
 end
 redis.call('XADD', KEYS[4], '*', 'job_id', ARGV[5], 'kind', 'diagnose', 'incident', ARGV[1],
   'requested_by', ARGV[2], 'enqueued_at_ms', ARGV[3], 'then', ARGV[7])
-redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[6], '*', 'event', 'diagnosis_requested',
-  'incident', ARGV[1], 'user', ARGV[2], 'job_id', ARGV[5], 'at_ms', ARGV[3])
-redis.call('XADD', KEYS[5], 'MAXLEN', '~', ARGV[6], '*', 'event', 'diagnosis_requested',
-  'incident', ARGV[1], 'user', ARGV[2], 'job_id', ARGV[5], 'at_ms', ARGV[3])
+local entry = {'event', 'diagnosis_requested', 'incident', ARGV[1], 'user', ARGV[2],
+  'job_id', ARGV[5], 'at_ms', ARGV[3]}
+audit_append(KEYS[3], ARGV[6], entry)
+audit_append(KEYS[5], ARGV[6], entry)
 return 1
