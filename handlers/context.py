@@ -17,10 +17,12 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.config import Settings
+from bot.procedure.model import Procedure
 from bot.procedure.roles import group_ids, is_member
 from handlers.metrics import ServeMetrics
 from handlers.notifier import IncidentNotifier
 from handlers.procedure_messages import ProcedureMessages
+from handlers.report_poster import post_report
 from handlers.thread import IncidentThread
 from handlers.transitions import ProcedureEngine
 from state.diagnoses import DiagnosisStore
@@ -91,6 +93,10 @@ class ServeContext:
         return is_member(user_id, slack_cfg.responders, await self._group_members()) or (
             is_member(user_id, slack_cfg.approvers, self._groups)
         )
+
+    async def post_report(self, proc: Procedure) -> None:
+        """The post-incident report in the incident thread."""
+        await post_report(self.thread, self.store, self.store.audit, proc)
 
     async def is_approver(self, user_id: str) -> bool:
         """May this user approve risky steps?"""

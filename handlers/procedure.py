@@ -11,7 +11,7 @@ from slack_bolt.async_app import AsyncAck, AsyncApp
 from slack_sdk.errors import SlackApiError
 
 from bot.procedure.approval import Actor, reason_problem
-from bot.procedure.model import Procedure, parse_procedure_id
+from bot.procedure.model import Procedure, ProcedureStatus, parse_procedure_id
 from bot.procedure.rules import Act, Intent
 from handlers.context import ServeContext
 from handlers.render.procedure import (
@@ -22,6 +22,7 @@ from handlers.render.procedure import (
     REASON_CALLBACK,
     REASON_INPUT,
     approval_request_text,
+    closing_needs_override,
     output_modal,
     parse_button_value,
     reason_modal,
@@ -136,7 +137,7 @@ def register(app: AsyncApp, ctx: ServeContext) -> None:
                 body, "This button was refused: it does not belong to this procedure's message."
             )
             return
-        if act in NEEDS_REASON:
+        if act in NEEDS_REASON or (act is Act.CLOSE and closing_needs_override(proc)):
             await _ask_reason(ctx, body, act, proc, value)
             return
         await perform(ctx, proc.id, intent, user, once=_once(body), body=body)
@@ -245,10 +246,23 @@ async def perform(
     if intent.act is Act.REQUEST_APPROVAL and step is not None:
         approvers = ctx.settings.file.slack.approvers
         ctx.spawn(ctx.thread.say(inc, approval_request_text(proc, step, approvers, user_id)))
-    elif intent.act in (Act.ABORT, Act.CLOSE):
-        verb = "aborted" if intent.act is Act.ABORT else "closed"
-        why = f": {intent.reason}" if intent.reason else ""
-        ctx.spawn(ctx.thread.say(inc, f"Procedure `{proc.id}` {verb} by <@{user_id}>{why}."))
+    elif intent.act is Act.ABORT:
+        ctx.spawn(ctx.thread.say(inc, f"{outcome.change.say} By <@{user_id}>: {intent.reason}"))
+    elif intent.act is Act.CLOSE:
+        ctx.spawn(_announce_close(ctx, proc, outcome.change.say, bool(intent.reason)))
+    if proc.status is ProcedureStatus.ABORTED:
+        ctx.spawn(ctx.post_report(proc))
+
+
+async def _announce_close(ctx: ServeContext, proc: Procedure, said: str, override: bool) -> None:
+    """The thread hears every close; an override is announced in the channel too."""
+    inc = await ctx.store.get(proc.incident_id)
+    if inc is None:
+        return
+    await ctx.thread.say(inc, said)
+    if override and inc.channel:
+        await ctx.thread.announce(inc.channel, f":warning: {said} (incident `{inc.id}`)")
+    await ctx.post_report(proc)
 
 
 async def _tell(

@@ -42,6 +42,17 @@ class IncidentThread:
             return False
         return True
 
+    async def announce(self, channel: str, text: str) -> bool:
+        """Post in the channel itself (not a thread): for what everyone must see."""
+        try:
+            await self.slack.chat_postMessage(
+                channel=channel, text=fit(text, MESSAGE_TEXT_LIMIT), blocks=[section(text)]
+            )
+        except SlackApiError as exc:
+            log.error("announcing in %s failed: %s", channel, exc.response.get("error"))
+            return False
+        return True
+
     async def say(self, inc: Incident, text: str) -> bool:
         """Post in the incident's thread; False when it has no message yet or Slack refused."""
         if inc.channel is None or inc.ts is None:

@@ -95,9 +95,12 @@ def refusal_entry(
 class ProcedureEngine:
     """Transitions of procedures through one store, with a small cache of the last state."""
 
-    def __init__(self, store: ProcedureStore, ttl_seconds: int) -> None:
+    def __init__(
+        self, store: ProcedureStore, ttl_seconds: int, obligation_seconds: int = 3600
+    ) -> None:
         self.store = store
         self.ttl_seconds = ttl_seconds
+        self.obligation_seconds = obligation_seconds
         self._cache: OrderedDict[str, StoredProcedure] = OrderedDict()
         self.round_trips = 0
 
@@ -144,7 +147,12 @@ class ProcedureEngine:
             return Refused(refusal)
         for _ in range(MAX_RACES):
             proc = procedure_from_json(stored.data, stored.version)
-            ctx = Context(int(time.time() * 1000), self.ttl_seconds, uuid.uuid4().hex)
+            ctx = Context(
+                int(time.time() * 1000),
+                self.ttl_seconds,
+                uuid.uuid4().hex,
+                obligation_seconds=self.obligation_seconds,
+            )
             decision = decide(proc, intent, actor, ctx)
             if isinstance(decision, Refusal) and not fresh:
                 # A refusal commits nothing the script could check: decide on fresh state.

@@ -102,6 +102,13 @@ class ProcedureStore:
         n = await self.client.incr(f"{PREFIX}:{{{tag}}}:proc-seq:{incident_id}")
         return f"{incident_id}.{int(n)}"
 
+    async def ids_for(self, incident_id: str) -> list[str]:
+        """Every procedure this incident had, oldest first."""
+        raw = await self.client.get(f"{PREFIX}:{{{_tag(incident_id)}}}:proc-seq:{incident_id}")
+        count = int(text(raw) or 0) if raw else 0
+        ids = [f"{incident_id}.{n}" for n in range(1, count + 1)]
+        return [i for i in ids if await self.client.exists(procedure_key(i))]
+
     async def current_id(self, incident_id: str) -> str | None:
         """The active procedure of this incident's problem, if one is running."""
         raw = await self.client.get(IncidentKeys(_tag(incident_id)).procedure)

@@ -256,3 +256,72 @@ async def procedure_lab(
                 await asyncio.wait_for(asyncio.gather(*plab.workers, return_exceptions=True), 60)
     finally:
         lab.stop()
+
+
+def current_key(message: dict[str, Any]) -> str:
+    """The step the procedure message's buttons act on."""
+    for button in SlackDriver.buttons(message):
+        value = json.loads(button.get("value", "{}"))
+        if value.get("s"):
+            return str(value["s"])
+    return ""
+
+
+def step_line(message: dict[str, Any], key: str) -> str:
+    """The text the procedure message shows for one step."""
+    for block in message.get("blocks", []):
+        text = block.get("text", {}).get("text", "") if block.get("type") == "section" else ""
+        if f"*{key}. " in text:
+            return str(text)
+    return ""
+
+
+async def submit_reason(lab: ProcedureLab, user: str, reason: str) -> None:
+    """Fill the reason modal the last click opened, as `user`."""
+    modal = (await lab.emulator.wait_for_async(lab.emulator.views, timeout=20))[-1]
+    await lab.driver.submit_view(modal, {"reason": {"reason": reason}}, user_id=user)
+
+
+async def advance(
+    lab: ProcedureLab,
+    incident_ts: str,
+    *,
+    until: str,
+    skip: frozenset[str] = frozenset(),
+    approvers: tuple[str, ...] = (APPROVER2, APPROVER1),
+) -> dict[str, Any]:
+    """Click through the steps as on-call would until step `until` is current (skipping the
+    steps in `skip` with a reason); returns the message at that point."""
+    for _ in range(100):
+        msg = await lab.wait_message(incident_ts, lambda m: bool(buttons(m)), 120)
+        key = current_key(msg)
+        if key == until:
+            return msg
+        labels = buttons(msg)
+        state = step_state(msg, key)
+        if key in skip or state == "satisfied":
+            await lab.click(msg, "Skip", RESPONDER)
+            await submit_reason(lab, RESPONDER, "not part of this test")
+        elif "Run" in labels:
+            await lab.click(msg, "Run", RESPONDER)
+        elif "Request approval" in labels:
+            await lab.click(msg, "Request approval", RESPONDER)
+            msg = await lab.wait_message(incident_ts, lambda m: "Approve" in buttons(m), 60)
+            needed = 2 if "needs 2 approval" in step_line(msg, key) else 1
+            for approver in approvers[:needed]:
+                await lab.click(msg, "Approve", approver)
+                if needed == 2 and approver == approvers[0]:
+                    msg = await lab.wait_message(
+                        incident_ts, lambda m, k=key: "approved by" in step_line(m, k), 60
+                    )
+        else:
+            raise AssertionError(f"stuck at step {key} ({state}): {labels}")
+        await lab.wait_message(
+            incident_ts,
+            lambda m, k=key: (
+                step_state(m, k) in ("done", "skipped", "satisfied", "failed")
+                or current_key(m) != k
+            ),
+            120,
+        )
+    raise AssertionError(f"step {until} never became current")

@@ -186,6 +186,54 @@ def _cmd_audit_verify(args: argparse.Namespace) -> int:
     return asyncio.run(verify())
 
 
+def _cmd_audit_report(args: argparse.Namespace) -> int:
+    from bot.config import load_env  # noqa: PLC0415
+    from bot.procedure.model import procedure_from_json  # noqa: PLC0415
+    from bot.procedure.report import build_report, report_markdown  # noqa: PLC0415
+    from state.audit import AuditLog, incident_stream  # noqa: PLC0415
+    from state.connection import async_client, resolve_redis_url  # noqa: PLC0415
+    from state.keys import parse_incident_id  # noqa: PLC0415
+    from state.procedures import ProcedureStore  # noqa: PLC0415
+
+    env = load_env()
+    try:
+        parse_incident_id(args.incident)
+    except ValueError as exc:
+        raise ConfigError([f"INCIDENT_ID: {exc}"]) from None
+    incident = args.incident.lower()
+
+    async def report() -> str | None:
+        client = async_client(resolve_redis_url(env.REDIS_URL, env.AD1411_DATA_DIR))
+        try:
+            store = ProcedureStore(client)
+            ids = await store.ids_for(incident)
+            entries = [
+                json.loads(line)
+                async for line in AuditLog(client).export(
+                    incident_stream(incident), incident=incident
+                )
+            ]
+            parts = []
+            for pid in ids:
+                stored = await store.load(pid)
+                if stored is not None:
+                    proc = procedure_from_json(stored.data, stored.version)
+                    parts.append(report_markdown(build_report(proc, entries)))
+            return "\n".join(parts) if parts else None
+        finally:
+            await client.aclose()
+
+    text = asyncio.run(report())
+    if text is None:
+        print(f"ad1411: incident {incident} has no procedure to report on", file=sys.stderr)
+        return 1
+    if args.output == "-":
+        sys.stdout.write(text)
+    else:
+        Path(args.output).write_text(text, encoding="utf-8")
+    return 0
+
+
 def _cmd_config_check(args: argparse.Namespace) -> int:
     from bot.config import check_secrets, load_env, load_file_config  # noqa: PLC0415
 
@@ -268,6 +316,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     verify.add_argument("--incident", help="only this incident's stream")
     verify.set_defaults(func=_cmd_audit_verify)
+    report = audit.add_parser("report", help="the post-incident report of an incident (Markdown)")
+    report.add_argument("incident", metavar="INCIDENT_ID")
+    report.add_argument("-o", "--output", default="-", help="file to write (default stdout)")
+    report.set_defaults(func=_cmd_audit_report)
     config = sub.add_parser("config", help="configuration tools").add_subparsers(
         dest="config_cmd", required=True
     )

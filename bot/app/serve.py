@@ -48,7 +48,9 @@ def build_context(settings: Settings, client: Redis, slack: AsyncWebClient) -> S
     ttl = settings.file.approvals.ttl_seconds
     return ServeContext(
         procedures=procedures,
-        engine=ProcedureEngine(procedures, ttl),
+        engine=ProcedureEngine(
+            procedures, ttl, settings.file.approvals.obligation_deadline_seconds
+        ),
         procedure_messages=ProcedureMessages(
             procedures,
             store,

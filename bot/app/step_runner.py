@@ -23,7 +23,7 @@ from bot.directory.model import Diagnosis
 from bot.errors import Ad1411Error, ConfigError
 from bot.procedure import outcomes
 from bot.procedure.approval import Actor
-from bot.procedure.model import Procedure, StepStatus
+from bot.procedure.model import Procedure, ProcedureStatus, StepStatus
 from bot.procedure.operations import LdapAction, LdapOp, Op, Prior, Reads, RemoteOp, ops_for
 from bot.procedure.plan import ApprovalPolicy, Plan, PlannedStep, resolved
 from bot.procedure.planner import PlanRefused, build_plan
@@ -57,8 +57,10 @@ from bot.windows.repadmin import (
 from handlers.procedure_messages import ProcedureMessages
 from handlers.render.procedure import result_blocks
 from handlers.render.text import mrkdwn_escape
+from handlers.report_poster import post_report
 from handlers.thread import IncidentThread
 from handlers.transitions import Acted, ProcedureEngine, Refused
+from state.audit import AuditLog
 from state.incidents import IncidentStore
 from state.jobs import Job
 from state.procedures import AuditEntry, DcLocks, ProcedureStore
@@ -445,6 +447,11 @@ class StepRunner:
         done = await self.engine.act(proc.id, intent, Actor(job.requested_by, worker=self.consumer))
         if isinstance(done, Acted):
             await self._announce(done.procedure, step)
+            if done.procedure.status is ProcedureStatus.ABORTED:
+                # The last undo the abort offered is done: the record is complete.
+                await post_report(
+                    self.thread, self.incidents, AuditLog(self.procedures.client), done.procedure
+                )
         self._spawn_update(proc.id)
 
     async def _announce(self, proc: Procedure, step: PlannedStep) -> None:

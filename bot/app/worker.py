@@ -31,8 +31,10 @@ from bot.directory.model import Diagnosis, diagnosis_to_json
 from bot.errors import Ad1411Error, ConfigError, DirectoryError
 from bot.procedure.approval import Actor
 from bot.procedure.planner import PlanRefused, build_plan
+from bot.procedure.rules import Act, Intent, due_obligation_acts
 from handlers.procedure_messages import ProcedureMessages
 from handlers.render.diagnosis import diagnosis_headline, diagnosis_text
+from handlers.render.procedure import mention
 from handlers.render.text import mrkdwn_escape
 from handlers.thread import IncidentThread
 from handlers.transitions import Acted, Busy, ProcedureEngine
@@ -93,7 +95,9 @@ class Worker:
         self.consumer = worker_name()
         self.procedures = ProcedureStore(client)
         ttl = settings.file.approvals.ttl_seconds
-        self.engine = ProcedureEngine(self.procedures, ttl)
+        self.engine = ProcedureEngine(
+            self.procedures, ttl, settings.file.approvals.obligation_deadline_seconds
+        )
         self.messages = ProcedureMessages(
             self.procedures,
             self.incidents,
@@ -183,11 +187,12 @@ class Worker:
                 await asyncio.wait_for(stop.wait(), interval)
 
     async def _sweep(self, stop: asyncio.Event) -> None:
-        """Show what a dead process left unshown: procedure messages marked stale."""
+        """Show what a dead process left unshown, and chase temporary changes still in place."""
         interval = self.settings.file.procedure.sweep_seconds
         while not stop.is_set():
             try:
                 for procedure_id in await self.procedures.active_ids():
+                    await self._obligations(procedure_id)
                     if await self.procedures.is_dirty(procedure_id):
                         await self.messages.changed(procedure_id)
             except RedisError as exc:
@@ -196,6 +201,25 @@ class Worker:
                 log.exception("sweep failed; it runs again in %.0f s", interval)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), interval)
+
+    async def _obligations(self, procedure_id: str) -> None:
+        """Remind halfway, escalate at the deadline (one worker does it: a transition)."""
+        proc = await self.engine.procedure(procedure_id)
+        if proc is None:
+            return
+        actor = Actor("", worker=self.consumer)
+        for act, step in due_obligation_acts(proc, int(time.time() * 1000)):
+            outcome = await self.engine.act(procedure_id, Intent(act, step), actor)
+            if not isinstance(outcome, Acted):
+                continue
+            inc = await self.incidents.get(proc.incident_id)
+            if inc is None:
+                continue
+            await self.thread.say(inc, outcome.change.say)
+            if act is Act.ESCALATE and inc.channel:
+                approvers = mention(self.settings.file.slack.approvers)
+                await self.thread.announce(inc.channel, f"{approvers} {outcome.change.say}")
+            await self.messages.changed(procedure_id)
 
     # -- the guard -----------------------------------------------------------------------
 

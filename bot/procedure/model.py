@@ -18,8 +18,44 @@ class ProcedureStatus(StrEnum):
     """The procedure's life."""
 
     ACTIVE = "active"
+    ABORTING = "aborting"  # aborted; the undo of applied steps is offered
     CLOSED = "closed"
     ABORTED = "aborted"
+
+
+LIVE = frozenset({ProcedureStatus.ACTIVE, ProcedureStatus.ABORTING})
+
+
+class ObligationStatus(StrEnum):
+    """Whether a temporary weakening is still in place."""
+
+    OPEN = "open"
+    UNDONE = "undone"
+    OVERRIDDEN = "overridden"
+
+
+@dataclass(frozen=True)
+class Obligation:
+    """A temporary step took effect: it must be undone by a deadline."""
+
+    step_key: str
+    dc: str
+    what: str
+    restore: str
+    opened_at_ms: int
+    deadline_ms: int
+    status: ObligationStatus = ObligationStatus.OPEN
+    reminded_at_ms: int = 0
+    escalated_at_ms: int = 0
+    escalations: int = 0
+    ended_at_ms: int = 0
+    ended_by: str = ""
+    how: str = ""
+
+    @property
+    def open(self) -> bool:
+        """Still to be undone."""
+        return self.status is ObligationStatus.OPEN
 
 
 class StepStatus(StrEnum):
@@ -108,6 +144,7 @@ class Procedure:
     ended_at_ms: int = 0
     end_reason: str = ""
     notes: tuple[str, ...] = field(default=())
+    obligations: tuple[Obligation, ...] = ()
 
     def record(self, key: str) -> StepRecord:
         """The record of a step (KeyError for a key not in the plan)."""
@@ -124,11 +161,22 @@ class Procedure:
         return step
 
     def current(self) -> PlannedStep | None:
-        """The first step that is neither done nor skipped (steps run in order)."""
+        """The first step that is neither done nor skipped (steps run in order); while
+        aborting, the first undo left."""
+        undoing = self.status is ProcedureStatus.ABORTING
         for planned, record in zip(self.plan.steps, self.steps, strict=True):
-            if record.status not in FINISHED:
+            if (planned.number == "undo") == undoing and record.status not in FINISHED:
                 return planned
         return None
+
+    def open_obligations(self) -> list[Obligation]:
+        """Temporary changes still in place."""
+        return [o for o in self.obligations if o.open]
+
+    def with_obligation(self, obligation: Obligation) -> Procedure:
+        """This procedure with the obligation of one step added or replaced."""
+        others = tuple(o for o in self.obligations if o.step_key != obligation.step_key)
+        return replace(self, obligations=(*others, obligation))
 
     def with_record(self, record: StepRecord) -> Procedure:
         """This procedure with one step's record replaced."""

@@ -7,7 +7,7 @@ same derivation feeds the digest approvals are bound to, and the plan shown in S
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -132,55 +132,109 @@ def restore_registry(dc: str, value: NtdsValue, prior: Prior | None) -> tuple[Op
     return None  # a value of another type cannot be rebuilt by the templates
 
 
+def _undo(plan: Plan, step: PlannedStep, priors: Mapping[str, Prior]) -> StepOps:
+    original = plan.step(step.undoes)
+    if original is None:
+        raise ValueError(f"undo of {step.undoes!r}, which is not in the plan")
+    restore = undo_ops(plan, original, priors.get(original.key))
+    if restore is None:
+        raise ValueError(f"step {original.key} has no undo")
+    look = ops_for(plan, original, priors).precheck
+    return StepOps(look, restore, look)
+
+
+def _registry_step(value: NtdsValue, data: int) -> _Builder:
+    def build(plan: Plan, step: PlannedStep, priors: Mapping[str, Prior]) -> StepOps:
+        query = (_reg_query(step.dc or "", value),)
+        return StepOps(query, (_reg_set(step.dc or "", value, data),), query)
+
+    return build
+
+
+def _diagnose(plan: Plan, step: PlannedStep, priors: Mapping[str, Prior]) -> StepOps:
+    return StepOps((), (LdapOp(LdapAction.DIAGNOSE),), ())
+
+
+def _kcc_local(plan: Plan, step: PlannedStep, priors: Mapping[str, Prior]) -> StepOps:
+    return StepOps((), (RemoteOp(step.dc or "", cmd.repadmin_kcc(), Reads.KCC),), ())
+
+
+def _kcc_on(plan: Plan, step: PlannedStep, priors: Mapping[str, Prior]) -> StepOps:
+    dc = step.dc or ""
+    return StepOps((), (RemoteOp(dc, cmd.repadmin_kcc(Fqdn(dc)), Reads.KCC),), ())
+
+
+def _server_reference(plan: Plan, step: PlannedStep, priors: Mapping[str, Prior]) -> StepOps:
+    read: tuple[Op, ...] = (LdapOp(LdapAction.READ_SERVER_REFERENCE, step.server_dn),)
+    write = LdapOp(LdapAction.SET_SERVER_REFERENCE, step.server_dn, step.computer_dn)
+    return StepOps(read, (write,), read)
+
+
+def _restart(plan: Plan, step: PlannedStep, priors: Mapping[str, Prior]) -> StepOps:
+    return StepOps((), (RemoteOp(step.dc or "", cmd.restart(), Reads.RESTART),), ())
+
+
+def _xlate(change: str) -> _Builder:
+    def build(plan: Plan, step: PlannedStep, priors: Mapping[str, Prior]) -> StepOps:
+        read: tuple[Op, ...] = (_options(step.dc or ""),)
+        return StepOps(read, (_options(step.dc or "", change),), read)
+
+    return build
+
+
+def _add_link(plan: Plan, step: PlannedStep, priors: Mapping[str, Prior]) -> StepOps:
+    dc = step.dc or ""
+    add = cmd.repadmin_add(
+        DistinguishedName(plan.configuration_nc), Fqdn(dc), Fqdn(step.source_dc or "")
+    )
+    read: tuple[Op, ...] = (_showrepl(dc),)
+    return StepOps(read, (RemoteOp(dc, add, Reads.ADD_LINK),), read)
+
+
+def _showrepl_root(plan: Plan, step: PlannedStep, priors: Mapping[str, Prior]) -> StepOps:
+    return StepOps((), (_showrepl(step.dc or ""),), ())
+
+
+def _remove_fallback(plan: Plan, step: PlannedStep, priors: Mapping[str, Prior]) -> StepOps:
+    dc, value = step.dc or "", NtdsValue.ALLOW_SPN_FALLBACK
+    query = (_reg_query(dc, value),)
+    restore = restore_registry(dc, value, priors.get(_key_of(plan, "4")))
+    return StepOps(query, restore or (_reg_delete(dc, value),), query)
+
+
+def _final(plan: Plan, step: PlannedStep, priors: Mapping[str, Prior]) -> StepOps:
+    reads: list[Op] = [_showrepl(h) for h in step.dcs]
+    reads.append(RemoteOp(step.dc or "", cmd.repadmin_replsummary(), Reads.REPLSUMMARY))
+    reads.append(LdapOp(LdapAction.DIAGNOSE))
+    return StepOps((), tuple(reads), ())
+
+
+_Builder = Callable[[Plan, PlannedStep, Mapping[str, Prior]], StepOps]
+_BUILDERS: dict[str, _Builder] = {
+    "0": _diagnose,
+    "1": _registry_step(NtdsValue.REPS_TO_FAILURE_TIME, REPS_TO_FAILURE_SECONDS),
+    "2": _kcc_local,
+    "3": _diagnose,
+    "3b": _server_reference,
+    "4": _registry_step(NtdsValue.ALLOW_SPN_FALLBACK, 1),
+    "5": _restart,
+    "6": _xlate(f"+{XLATE}"),
+    "7": _add_link,
+    "8": _showrepl_root,
+    "9": _xlate(f"-{XLATE}"),
+    "10": _remove_fallback,
+    "11": _kcc_on,
+    "12": _final,
+    "undo": _undo,
+}
+
+
 def ops_for(plan: Plan, step: PlannedStep, priors: Mapping[str, Prior]) -> StepOps:
-    """The operations of a step; cleanup steps read the priors of what they undo."""
-    n, dc = step.number, step.dc or ""
-    read: tuple[Op, ...]
-    if n in ("0", "3"):
-        return StepOps((), (LdapOp(LdapAction.DIAGNOSE),), ())
-    if n == "1":
-        value = NtdsValue.REPS_TO_FAILURE_TIME
-        query = (_reg_query(dc, value),)
-        return StepOps(query, (_reg_set(dc, value, REPS_TO_FAILURE_SECONDS),), query)
-    if n == "2":
-        return StepOps((), (RemoteOp(dc, cmd.repadmin_kcc(), Reads.KCC),), ())
-    if n == "3b":
-        read = (LdapOp(LdapAction.READ_SERVER_REFERENCE, step.server_dn),)
-        write = LdapOp(LdapAction.SET_SERVER_REFERENCE, step.server_dn, step.computer_dn)
-        return StepOps(read, (write,), read)
-    if n == "4":
-        value = NtdsValue.ALLOW_SPN_FALLBACK
-        query = (_reg_query(dc, value),)
-        return StepOps(query, (_reg_set(dc, value, 1),), query)
-    if n == "5":
-        return StepOps((), (RemoteOp(dc, cmd.restart(), Reads.RESTART),), ())
-    if n == "6":
-        read = (_options(dc),)
-        return StepOps(read, (_options(dc, f"+{XLATE}"),), read)
-    if n == "7":
-        add = cmd.repadmin_add(
-            DistinguishedName(plan.configuration_nc), Fqdn(dc), Fqdn(step.source_dc or "")
-        )
-        read = (_showrepl(dc),)
-        return StepOps(read, (RemoteOp(dc, add, Reads.ADD_LINK),), read)
-    if n == "8":
-        return StepOps((), (_showrepl(dc),), ())
-    if n == "9":
-        read = (_options(dc),)
-        return StepOps(read, (_options(dc, f"-{XLATE}"),), read)
-    if n == "10":
-        value = NtdsValue.ALLOW_SPN_FALLBACK
-        query = (_reg_query(dc, value),)
-        restore = restore_registry(dc, value, priors.get(_key_of(plan, "4")))
-        return StepOps(query, restore or (_reg_delete(dc, value),), query)
-    if n == "11":
-        return StepOps((), (RemoteOp(dc, cmd.repadmin_kcc(Fqdn(dc)), Reads.KCC),), ())
-    if n == "12":
-        reads: list[Op] = [_showrepl(h) for h in step.dcs]
-        reads.append(RemoteOp(dc, cmd.repadmin_replsummary(), Reads.REPLSUMMARY))
-        reads.append(LdapOp(LdapAction.DIAGNOSE))
-        return StepOps((), tuple(reads), ())
-    raise ValueError(f"step {n!r} is not in the catalog")
+    """The operations of a step; cleanup and undo steps read the priors of what they undo."""
+    build = _BUILDERS.get(step.number)
+    if build is None:
+        raise ValueError(f"step {step.number!r} is not in the catalog")
+    return build(plan, step, priors)
 
 
 def undo_ops(plan: Plan, step: PlannedStep, prior: Prior | None) -> tuple[Op, ...] | None:
@@ -207,6 +261,8 @@ def _key_of(plan: Plan, number: str) -> str:
     return next((s.key for s in plan.steps if s.number == number), number)
 
 
-def operation_lines(plan: Plan, step: PlannedStep) -> list[str]:
+def operation_lines(
+    plan: Plan, step: PlannedStep, priors: Mapping[str, Prior] | None = None
+) -> list[str]:
     """The step's changing (or, for reads, reading) operations as people read them."""
-    return [op.line for op in ops_for(plan, step, {}).apply]
+    return [op.line for op in ops_for(plan, step, priors or {}).apply]

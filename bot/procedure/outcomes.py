@@ -75,16 +75,48 @@ def _same_as(reading: RegistryReading | None, prior: Prior | None) -> bool:
     return reading.present and reading.data == prior.value and reading.kind == prior.kind
 
 
+def _restored(proc: Procedure, step: PlannedStep, readings: Sequence[Reading]) -> Verdict:
+    """For an undo: does what is there now equal what the undone step found before it?"""
+    original = proc.planned(step.undoes)
+    prior = proc.record(original.key).prior
+    if original.number in ("1", "4"):
+        reg = _one(readings, RegistryReading)
+        ok = _same_as(reg, prior)
+        return Verdict(
+            ok,
+            f"now {_registry_text(reg)}; before step {original.key}: "
+            f"{prior.describe() if prior else 'absent'}",
+        )
+    if original.number == "6":
+        opts = _one(readings, OptionsReading)
+        ok = opts is not None and XLATE not in opts.options
+        return Verdict(ok, f"{XLATE} {'cleared' if ok else 'still set'}")
+    if original.number == "3b":
+        ref = _one(readings, ServerReferenceReading)
+        now = ref.value if ref else None
+        before = prior.value if prior and prior.present else None
+        ok = (now or "").lower() == (str(before) if before else "").lower()
+        return Verdict(ok, f"serverReference now {now or 'absent'}, before {before or 'absent'}")
+    return Verdict(False, f"step {original.key} has no undo")
+
+
+def _registry_precheck(number: str, reg: RegistryReading | None) -> Precheck:
+    wanted = REPS_TO_FAILURE_SECONDS if number == "1" else 1
+    prior = _registry_prior(reg)
+    if _dword_is(reg, wanted):
+        return Precheck(True, f"the value is already {wanted} (REG_DWORD)", prior)
+    return Precheck(False, f"the value is {prior.describe() if prior else 'unknown'}", prior)
+
+
 def precheck(proc: Procedure, step: PlannedStep, readings: Sequence[Reading]) -> Precheck:
     """Whether the step is already in the wanted state (then it offers Skip), and the prior."""
     n = step.number
+    if n == "undo":
+        done = _restored(proc, step, readings)
+        return Precheck(done.ok, f"already as before: {done.note}" if done.ok else done.note)
     reg = _one(readings, RegistryReading)
     if n in ("1", "4"):
-        wanted = REPS_TO_FAILURE_SECONDS if n == "1" else 1
-        prior = _registry_prior(reg)
-        if _dword_is(reg, wanted):
-            return Precheck(True, f"the value is already {wanted} (REG_DWORD)", prior)
-        return Precheck(False, f"the value is {prior.describe() if prior else 'unknown'}", prior)
+        return _registry_precheck(n, reg)
     if n == "3b":
         ref = _one(readings, ServerReferenceReading)
         value = ref.value if ref else None
@@ -126,6 +158,8 @@ def verify(
 ) -> Verdict:
     """Whether the step did what it should, from what it printed and what was read back."""
     n = step.number
+    if n == "undo":
+        return _restored(proc, step, checked)
     reg = _one(checked, RegistryReading)
     if n in ("1", "4", "10"):
         return _verify_registry(proc, n, reg)

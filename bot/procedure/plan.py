@@ -44,6 +44,8 @@ class PlannedStep:
     dcs: tuple[str, ...] = ()
     sources: tuple[str, ...] = ()
     digest: str = ""
+    undoes: str = ""
+    undo_kind: str = ""
 
     @property
     def spec(self) -> StepSpec:
@@ -52,12 +54,14 @@ class PlannedStep:
 
     @property
     def kind(self) -> StepKind:
-        """How risky it is."""
-        return self.spec.kind
+        """How risky it is (an undo is as risky as what it puts back)."""
+        return StepKind(self.undo_kind) if self.undo_kind else self.spec.kind
 
     @property
     def title(self) -> str:
         """What it does, in a few words, with its target."""
+        if self.undoes:
+            return f"Undo step {self.undoes}" + (f" on {self.dc}" if self.dc else "")
         where = (self.source_dc and f" from {self.source_dc}") or (self.dc and f" on {self.dc}")
         return f"{self.spec.title}{where or ''}"
 

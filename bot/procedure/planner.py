@@ -10,11 +10,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 
 from bot.directory.model import Cause, Diagnosis
-from bot.procedure.operations import operation_lines
+from bot.procedure.operations import Prior, operation_lines
 from bot.procedure.plan import ApprovalPolicy, Plan, PlannedStep
 from bot.procedure.steps import SPECS
 from bot.windows.commands import Fqdn, InvalidParameter
@@ -135,8 +135,9 @@ def _root_domain_dcs(diagnosis: Diagnosis, root: str, dead: set[str]) -> list[st
     return list(dict.fromkeys(hosts))
 
 
-def with_digests(plan: Plan) -> Plan:
-    """The plan with each step's digest set from its exact commands and parameters."""
+def with_digests(plan: Plan, priors: Mapping[str, Prior] | None = None) -> Plan:
+    """The plan with each step's digest set from its exact commands and parameters (undo
+    steps' commands depend on what their step found before it: `priors`)."""
     steps = []
     for s in plan.steps:
         material = {
@@ -150,7 +151,8 @@ def with_digests(plan: Plan) -> Plan:
             "computer_dn": s.computer_dn,
             "dcs": list(s.dcs),
             "sources": list(s.sources),
-            "commands": operation_lines(plan, s),
+            "undoes": s.undoes,
+            "commands": operation_lines(plan, s, priors),
         }
         digest = hashlib.sha256(json.dumps(material, sort_keys=True).encode()).hexdigest()[:16]
         steps.append(_with(s, digest=digest))

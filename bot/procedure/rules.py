@@ -25,15 +25,19 @@ from bot.procedure.approval import (
 from bot.procedure.model import (
     FINISHED,
     IN_FLIGHT,
+    LIVE,
     Attempt,
+    Obligation,
+    ObligationStatus,
     Procedure,
     ProcedureStatus,
     StepRecord,
     StepStatus,
     Vote,
 )
-from bot.procedure.operations import Prior
+from bot.procedure.operations import Prior, undo_ops
 from bot.procedure.plan import Plan, PlannedStep
+from bot.procedure.planner import with_digests
 from bot.procedure.steps import TEMPORARY_UNDONE_BY, StepKind
 
 MAX_EXCERPT_CHARS = 600
@@ -51,12 +55,14 @@ class Act(StrEnum):
     RETRY = "retry"
     ABORT = "abort"
     CLOSE = "close"
-    # The worker's side of a run.
+    # The worker's side of a run, and its sweeper's.
     CLAIM = "claim"
     APPLYING = "applying"
     SATISFIED = "satisfied"
     COMPLETE = "complete"
     FAIL = "fail"
+    REMIND = "remind"
+    ESCALATE = "escalate"
 
 
 PERSON_ACTS = frozenset(
@@ -72,6 +78,8 @@ PERSON_ACTS = frozenset(
     }
 )
 STEP_ACTS = PERSON_ACTS - {Act.ABORT, Act.CLOSE}
+# What an approver who is not a responder may do: vote, and close with an override.
+APPROVER_ACTS = frozenset({Act.APPROVE, Act.REJECT, Act.CLOSE})
 
 
 @dataclass(frozen=True)
@@ -138,6 +146,7 @@ class Context:
     now_ms: int
     ttl_seconds: int
     new_job_id: str = ""
+    obligation_seconds: int = 3600
 
 
 def _event(proc: Procedure, name: str, actor: Actor, **fields: object) -> AuditEvent:
@@ -162,11 +171,7 @@ def decide(proc: Procedure, intent: Intent, actor: Actor, ctx: Context) -> Decis
         return _refuse("not_a_person", "Only people act on the procedure through Slack.")
     if intent.act not in PERSON_ACTS and not actor.worker:
         return _refuse("not_a_worker", "Only a worker reports on a run.")
-    if (
-        intent.act in PERSON_ACTS
-        and not actor.responder
-        and intent.act not in (Act.APPROVE, Act.REJECT)
-    ):
+    if intent.act in PERSON_ACTS and not actor.responder and intent.act not in APPROVER_ACTS:
         return _refuse(
             "not_responder",
             "You are not a responder for 1411 incidents, so you cannot act on this procedure. "
@@ -181,7 +186,7 @@ def decide(proc: Procedure, intent: Intent, actor: Actor, ctx: Context) -> Decis
 
 def _current_step(proc: Procedure, intent: Intent) -> tuple[PlannedStep, StepRecord] | Refusal:
     """The step the intent names, if it is the step that may act now."""
-    if proc.status is not ProcedureStatus.ACTIVE:
+    if proc.status not in LIVE:
         return _refuse(
             "procedure_ended",
             f"Procedure `{proc.id}` is {proc.status.value}; its buttons no longer act.",
@@ -361,17 +366,6 @@ def _retry(proc: Procedure, intent: Intent, actor: Actor, ctx: Context) -> Decis
     return Change(proc.with_record(queued), (event,), job, say=f"Step {step.key} queued again.")
 
 
-def _undo_pending(proc: Procedure, step: PlannedStep) -> str | None:
-    """For a cleanup step: the temporary step it undoes, when that one took effect."""
-    for temporary, cleanup in TEMPORARY_UNDONE_BY.items():
-        if step.number != cleanup:
-            continue
-        for planned, record in zip(proc.plan.steps, proc.steps, strict=True):
-            if planned.number == temporary and record.status is StepStatus.DONE:
-                return planned.key
-    return None
-
-
 def _skip(proc: Procedure, intent: Intent, actor: Actor, ctx: Context) -> Decision:
     found = _current_step(proc, intent)
     if isinstance(found, Refusal):
@@ -382,19 +376,29 @@ def _skip(proc: Procedure, intent: Intent, actor: Actor, ctx: Context) -> Decisi
     problem = reason_problem(intent.reason)
     if problem is not None:
         return _refuse("reason", f"Step {step.key} not skipped: {problem}.")
-    # A cleanup whose precheck found nothing to undo may be skipped; otherwise it must run.
-    applied = _undo_pending(proc, step) if record.status is not StepStatus.SATISFIED else None
-    if applied is not None:
-        return _refuse(
-            "cleanup_required",
-            f"Step {step.key} undoes step {applied}, which was applied: it cannot be skipped, "
-            "or the weakening would stay. Run it (or Abort, which offers the undo).",
+    # A cleanup whose precheck found nothing to undo may be skipped; otherwise it must run,
+    # unless an approver overrides the obligation with a reason.
+    owed = _obligation_undone_by(proc, step) if record.status is not StepStatus.SATISFIED else None
+    events: list[AuditEvent] = []
+    after = proc
+    if owed is not None:
+        if not actor.approver:
+            return _refuse(
+                "cleanup_required",
+                f"Step {step.key} undoes step {owed.step_key}, which took effect ({owed.what}): "
+                "it cannot be skipped, or the weakening would stay. Run it; only an approver "
+                "can skip it, with a reason (an audited override).",
+            )
+        after = after.with_obligation(_overridden(owed, actor, intent.reason, ctx))
+        events.append(
+            _event(proc, "obligation_overridden", actor, step=owed.step_key, reason=intent.reason)
         )
     new = replace(
         record, status=StepStatus.SKIPPED, skipped_by=actor.user_id, skip_reason=intent.reason
     )
-    event = _event(proc, "step_skipped", actor, step=step.key, reason=intent.reason)
-    return Change(proc.with_record(new), (event,), say=f"Step {step.key} skipped.")
+    events.append(_event(proc, "step_skipped", actor, step=step.key, reason=intent.reason))
+    after = _maybe_aborted(after.with_record(new), actor, ctx, events)
+    return Change(after, tuple(events), say=f"Step {step.key} skipped.")
 
 
 def _abort(proc: Procedure, intent: Intent, actor: Actor, ctx: Context) -> Decision:
@@ -403,35 +407,149 @@ def _abort(proc: Procedure, intent: Intent, actor: Actor, ctx: Context) -> Decis
     problem = reason_problem(intent.reason)
     if problem is not None:
         return _refuse("reason", f"Not aborted: {problem}.")
+    undo = undo_steps(proc)
     ended = replace(
         proc,
-        status=ProcedureStatus.ABORTED,
+        status=ProcedureStatus.ABORTING if undo else ProcedureStatus.ABORTED,
         ended_by=actor.user_id,
         ended_at_ms=ctx.now_ms,
         end_reason=intent.reason,
     )
-    event = _event(proc, "procedure_aborted", actor, reason=intent.reason)
-    return Change(ended, (event,), say=f"Procedure `{proc.id}` aborted.")
+    if undo:
+        plan = with_digests(replace(proc.plan, steps=(*proc.plan.steps, *undo)), _priors(proc))
+        ended = replace(ended, plan=plan, steps=(*proc.steps, *(StepRecord(u.key) for u in undo)))
+    event = _event(
+        proc,
+        "procedure_aborted",
+        actor,
+        reason=intent.reason,
+        undo=",".join(u.undoes for u in undo),
+    )
+    say = f"Procedure `{proc.id}` aborted."
+    if undo:
+        say += (
+            " The undo of "
+            + ", ".join(f"step {u.undoes}" for u in undo)
+            + " is offered, newest first."
+        )
+    return Change(ended, (event,), say=say)
+
+
+def _priors(proc: Procedure) -> dict[str, Prior]:
+    return {r.key: r.prior for r in proc.steps if r.prior is not None}
+
+
+def undo_steps(proc: Procedure) -> list[PlannedStep]:
+    """The undo of every applied change and temporary step, newest first (none for steps
+    whose cleanup already ran, for links the KCC owns, or for a restart)."""
+    applied: list[tuple[int, int, PlannedStep]] = []
+    for index, (planned, record) in enumerate(zip(proc.plan.steps, proc.steps, strict=True)):
+        attempt = record.last_attempt
+        if planned.number == "undo" or attempt is None or not attempt.applied_at_ms:
+            continue
+        if planned.kind not in (StepKind.CHANGE, StepKind.TEMPORARY):
+            continue
+        if undo_ops(proc.plan, planned, record.prior) is None:
+            continue
+        owed = next((o for o in proc.obligations if o.step_key == planned.key), None)
+        if owed is not None and not owed.open:
+            continue  # its cleanup step already put it back
+        applied.append((attempt.applied_at_ms, index, planned))
+    applied.sort(key=lambda item: (item[0], item[1]), reverse=True)
+    return [
+        PlannedStep(
+            key=f"undo-{s.key}",
+            number="undo",
+            approvals=0 if s.kind is StepKind.TEMPORARY else s.approvals,
+            dc=s.dc,
+            server_dn=s.server_dn,
+            computer_dn=s.computer_dn,
+            undoes=s.key,
+            undo_kind=(StepKind.CLEANUP if s.kind is StepKind.TEMPORARY else s.kind).value,
+        )
+        for _, _, s in applied
+    ]
 
 
 def _close(proc: Procedure, intent: Intent, actor: Actor, ctx: Context) -> Decision:
-    if proc.status is not ProcedureStatus.ACTIVE:
+    if proc.status not in LIVE:
         return _refuse("procedure_ended", f"Procedure `{proc.id}` is already {proc.status.value}.")
     current = proc.current()
-    if current is not None:
+    owed = proc.open_obligations()
+    if current is None and not owed:
+        ended = replace(
+            proc,
+            status=ProcedureStatus.CLOSED,
+            ended_by=actor.user_id,
+            ended_at_ms=ctx.now_ms,
+            end_reason=intent.reason or "all steps done",
+        )
+        return Change(ended, (_event(proc, "procedure_closed", actor),), say="Procedure closed.")
+    left = [f"step {current.key} and the steps after it are not done"] if current else []
+    left += [f"{o.what} on {o.dc} is still in place (step {o.step_key})" for o in owed]
+    if not actor.approver:
         return _refuse(
-            "steps_left",
-            f"Step {current.key} and the steps after it are not done; run or skip them first "
-            "(or Abort).",
+            "obligation_open" if owed else "steps_left",
+            "Not closed: " + "; ".join(left) + ". Run the remaining steps (or Abort, which "
+            "offers the undo); only an approver can close now, with a reason (an audited "
+            "override).",
+        )
+    problem = reason_problem(intent.reason)
+    if problem is not None:
+        return _refuse("reason", f"Not closed: an override needs {problem}.")
+    after = proc
+    events = []
+    for o in owed:
+        after = after.with_obligation(_overridden(o, actor, intent.reason, ctx))
+        events.append(
+            _event(proc, "obligation_overridden", actor, step=o.step_key, reason=intent.reason)
         )
     ended = replace(
-        proc,
+        after,
         status=ProcedureStatus.CLOSED,
         ended_by=actor.user_id,
         ended_at_ms=ctx.now_ms,
-        end_reason=intent.reason or "all steps done",
+        end_reason=f"override: {intent.reason}",
     )
-    return Change(ended, (_event(proc, "procedure_closed", actor),), say="Procedure closed.")
+    events.append(_event(proc, "procedure_closed", actor, override="1", reason=intent.reason))
+    return Change(
+        ended,
+        tuple(events),
+        say=f"Procedure `{proc.id}` closed by <@{actor.user_id}> with an override: "
+        + "; ".join(left)
+        + f". Reason: {intent.reason}",
+    )
+
+
+def _overridden(o: Obligation, actor: Actor, reason: str, ctx: Context) -> Obligation:
+    return replace(
+        o,
+        status=ObligationStatus.OVERRIDDEN,
+        ended_at_ms=ctx.now_ms,
+        ended_by=actor.user_id,
+        how=f"overridden by <@{actor.user_id}>: {reason}",
+    )
+
+
+def _obligation_undone_by(proc: Procedure, step: PlannedStep) -> Obligation | None:
+    """The open obligation this cleanup or undo step fulfils, if any."""
+    for o in proc.open_obligations():
+        original = proc.plan.step(o.step_key)
+        if original is None:
+            continue
+        if step.undoes == o.step_key or TEMPORARY_UNDONE_BY.get(original.number) == step.number:
+            return o
+    return None
+
+
+def _maybe_aborted(
+    proc: Procedure, actor: Actor, ctx: Context, events: list[AuditEvent]
+) -> Procedure:
+    """An abort ends once every undo it offered is done or skipped."""
+    if proc.status is ProcedureStatus.ABORTING and proc.current() is None:
+        events.append(_event(proc, "procedure_aborted_undone", actor))
+        return replace(proc, status=ProcedureStatus.ABORTED)
+    return proc
 
 
 # -- the worker --------------------------------------------------------------------------
@@ -453,9 +571,16 @@ def _running(
         return _refuse(
             "stale_job", f"step {step.key} is {record.status.value}, not waiting for this job"
         )
-    if claim and proc.status is not ProcedureStatus.ACTIVE:
+    if claim and not _may_run(proc, step):
         return _refuse("procedure_ended", f"procedure {proc.id} is {proc.status.value}")
     return step, record, attempt
+
+
+def _may_run(proc: Procedure, step: PlannedStep) -> bool:
+    """A step may start or apply while its procedure is active; an undo while it aborts."""
+    if step.number == "undo":
+        return proc.status is ProcedureStatus.ABORTING
+    return proc.status is ProcedureStatus.ACTIVE
 
 
 def _with_attempt(record: StepRecord, attempt: Attempt, **changes: object) -> StepRecord:
@@ -488,9 +613,19 @@ def _applying(proc: Procedure, intent: Intent, actor: Actor, ctx: Context) -> De
     if isinstance(found, Refusal):
         return found
     step, record, attempt = found
+    if not _may_run(proc, step):
+        return _refuse(
+            "procedure_ended", f"procedure {proc.id} is {proc.status.value}: nothing is applied"
+        )
     # The first prior is the true original: a re-read after a partial apply sees our change.
     prior = record.prior if record.prior is not None else intent.prior
     new = _with_attempt(record, replace(attempt, applied_at_ms=ctx.now_ms), prior=prior)
+    after = proc.with_record(new)
+    if step.kind is StepKind.TEMPORARY and not any(
+        o.step_key == step.key for o in proc.obligations
+    ):
+        # From the moment it may take effect, the weakening is owed back.
+        after = after.with_obligation(_obligation(proc, step, ctx))
     event = _event(
         proc,
         "step_applying",
@@ -499,7 +634,27 @@ def _applying(proc: Procedure, intent: Intent, actor: Actor, ctx: Context) -> De
         attempt=attempt.number,
         prior=prior.describe() if prior else "",
     )
-    return Change(proc.with_record(new), (event,))
+    return Change(after, (event,))
+
+
+def _obligation(proc: Procedure, step: PlannedStep, ctx: Context) -> Obligation:
+    cleanup = TEMPORARY_UNDONE_BY.get(step.number, "")
+    what = {
+        "4": "Replicator Allow SPN Fallback (one-way replication authentication)",
+        "6": "DISABLE_NTDSCONN_XLATE (connection translation disabled)",
+    }.get(step.number, step.spec.title)
+    restore = {
+        "4": "delete the registry value (step 10)",
+        "6": "repadmin /options -DISABLE_NTDSCONN_XLATE (step 9)",
+    }.get(step.number, f"step {cleanup}")
+    return Obligation(
+        step_key=step.key,
+        dc=step.dc or "",
+        what=what,
+        restore=restore,
+        opened_at_ms=ctx.now_ms,
+        deadline_ms=ctx.now_ms + ctx.obligation_seconds * 1000,
+    )
 
 
 def _finish(
@@ -540,9 +695,71 @@ def _finish(
         if status is StepStatus.DONE and intent.new_plan is not None:
             after, replanned = replan(after, intent.new_plan)
             events.extend(_event(proc, "plan_changed", actor, step=k) for k in replanned)
+        owed = _obligation_undone_by(proc, step)
+        if owed is not None and status in (StepStatus.DONE, StepStatus.SATISFIED):
+            after = after.with_obligation(
+                replace(
+                    owed,
+                    status=ObligationStatus.UNDONE,
+                    ended_at_ms=ctx.now_ms,
+                    ended_by=actor.worker,
+                    how=f"undone by step {step.key}",
+                )
+            )
+            events.append(_event(proc, "obligation_undone", actor, step=owed.step_key, by=step.key))
+        if status is StepStatus.DONE:
+            after = _maybe_aborted(after, actor, ctx, events)
         return Change(after, tuple(events))
 
     return finish
+
+
+def _remind(proc: Procedure, intent: Intent, actor: Actor, ctx: Context) -> Decision:
+    """Halfway to its deadline, an open obligation is recalled in the thread, once."""
+    o = next((x for x in proc.open_obligations() if x.step_key == intent.step_key), None)
+    if o is None or o.reminded_at_ms or ctx.now_ms < (o.opened_at_ms + o.deadline_ms) // 2:
+        return _refuse("not_due", "no reminder due")
+    after = proc.with_obligation(replace(o, reminded_at_ms=ctx.now_ms))
+    event = _event(proc, "obligation_reminded", actor, step=o.step_key)
+    minutes = max(0, (o.deadline_ms - ctx.now_ms) // 60_000)
+    say = (
+        f":alarm_clock: Reminder: {o.what} is still in place on {o.dc} (step {o.step_key}). "
+        f"It must be undone within {minutes} min: {o.restore}."
+    )
+    return Change(after, (event,), say=say)
+
+
+def _escalate(proc: Procedure, intent: Intent, actor: Actor, ctx: Context) -> Decision:
+    """At its deadline (and again each period after), an open obligation goes to approvers."""
+    o = next((x for x in proc.open_obligations() if x.step_key == intent.step_key), None)
+    period = max(1, o.deadline_ms - o.opened_at_ms) if o else 1
+    due = o is not None and ctx.now_ms >= o.deadline_ms
+    if o is None or not due or (o.escalated_at_ms and ctx.now_ms < o.escalated_at_ms + period):
+        return _refuse("not_due", "no escalation due")
+    after = proc.with_obligation(
+        replace(o, escalated_at_ms=ctx.now_ms, escalations=o.escalations + 1)
+    )
+    event = _event(proc, "obligation_escalated", actor, step=o.step_key, count=o.escalations + 1)
+    say = (
+        f":rotating_light: Overdue: {o.what} is still in place on {o.dc} for incident "
+        f"`{proc.incident_id}` (procedure `{proc.id}`, step {o.step_key}). Undo it now: "
+        f"{o.restore}."
+    )
+    return Change(after, (event,), say=say)
+
+
+def due_obligation_acts(proc: Procedure, now_ms: int) -> list[tuple[Act, str]]:
+    """What the sweeper should do now for this procedure's obligations."""
+    due: list[tuple[Act, str]] = []
+    for o in proc.open_obligations():
+        period = max(1, o.deadline_ms - o.opened_at_ms)
+        if now_ms >= o.deadline_ms and (
+            not o.escalated_at_ms or now_ms >= o.escalated_at_ms + period
+        ):
+            due.append((Act.ESCALATE, o.step_key))
+        elif not o.reminded_at_ms and now_ms >= (o.opened_at_ms + o.deadline_ms) // 2:
+            due.append((Act.REMIND, o.step_key))
+    return due
 
 
 def replan(proc: Procedure, plan: Plan) -> tuple[Procedure, list[str]]:
@@ -575,6 +792,8 @@ _HANDLERS: dict[Act, Callable[[Procedure, Intent, Actor, Context], Decision]] = 
     Act.SATISFIED: _finish(StepStatus.SATISFIED, "step_already_done"),
     Act.COMPLETE: _finish(StepStatus.DONE, "step_done"),
     Act.FAIL: _finish(StepStatus.FAILED, "step_failed"),
+    Act.REMIND: _remind,
+    Act.ESCALATE: _escalate,
 }
 
 
@@ -617,11 +836,12 @@ def start(
 
 def buttons(proc: Procedure, now_ms: int, ttl_seconds: int) -> list[Act]:
     """The acts the procedure message offers now (who may use them is checked on click)."""
-    if proc.status is not ProcedureStatus.ACTIVE:
+    if proc.status not in LIVE:
         return []
     step = proc.current()
+    owed = bool(proc.open_obligations())
     if step is None:
-        return [Act.CLOSE, Act.ABORT]
+        return [Act.CLOSE] if proc.status is ProcedureStatus.ABORTING else [Act.CLOSE, Act.ABORT]
     record = proc.record(step.key)
     status = record.status
     offered: list[Act] = []
@@ -636,10 +856,12 @@ def buttons(proc: Procedure, now_ms: int, ttl_seconds: int) -> list[Act]:
         offered.append(Act.REQUEST_APPROVAL)
     elif status is StepStatus.FAILED:
         offered.append(Act.RETRY)
-    cleanup_due = status is not StepStatus.SATISFIED and _undo_pending(proc, step) is not None
-    if status not in IN_FLIGHT and not cleanup_due:
-        offered.append(Act.SKIP)
-    offered.append(Act.ABORT)
+    if status not in IN_FLIGHT:
+        offered.append(Act.SKIP)  # a skip that would leave a weakening needs an approver
+    if owed:
+        offered.append(Act.CLOSE)  # an approver's override, with a reason
+    if proc.status is ProcedureStatus.ACTIVE:
+        offered.append(Act.ABORT)
     return offered
 
 

@@ -155,7 +155,17 @@ CATALOG: tuple[StepSpec, ...] = (
     ),
 )
 
-SPECS: dict[str, StepSpec] = {s.number: s for s in CATALOG}
+# Offered after Abort: puts back what an applied step changed, from the value found before it.
+UNDO = StepSpec(
+    "undo",
+    "Undo",
+    StepKind.CLEANUP,
+    Target.ROOT_DC,
+    "Abort offers the undo of every applied change and temporary step, newest first: it puts "
+    "back the value the step found before it changed anything (absent values are deleted).",
+)
+
+SPECS: dict[str, StepSpec] = {s.number: s for s in (*CATALOG, UNDO)}
 
 # Steps whose apply weakens the DC until a cleanup step undoes it: (temporary, cleanup).
 TEMPORARY_UNDONE_BY: dict[str, str] = {"4": "10", "6": "9"}

@@ -122,7 +122,9 @@ def step_text(proc: Procedure, step: PlannedStep, now_ms: int, ttl: int) -> str:
         f" · _{record.status.value.replace('_', ' ')}_"
     )
     lines = [head]
-    lines += [f"`{mrkdwn_escape(line)}`" for line in operation_lines(proc.plan, step)[:4]]
+    priors = {r.key: r.prior for r in proc.steps if r.prior is not None}
+    shown = operation_lines(proc.plan, step, priors)[:4]
+    lines += [f"`{mrkdwn_escape(line)}`" for line in shown]
     who = _who(record, step, now_ms, ttl)
     if who:
         lines.append("; ".join(who))
@@ -137,17 +139,38 @@ def _actions(proc: Procedure, now_ms: int, ttl: int) -> Block | None:
         return None
     step = proc.current()
     elements: list[Block] = []
+    early = closing_needs_override(proc)
     for act in offered:
+        label = "Close (approver override)" if act is Act.CLOSE and early else _LABEL[act]
         element: Block = {
             "type": "button",
             "action_id": ACTION_PREFIX + act.value,
-            "text": {"type": "plain_text", "text": _LABEL[act]},
+            "text": {"type": "plain_text", "text": label},
             "value": button_value(proc, step),
         }
         if act in _STYLE:
-            element["style"] = _STYLE[act]
+            element["style"] = "danger" if act is Act.CLOSE and early else _STYLE[act]
         elements.append(element)
     return {"type": "actions", "block_id": f"proc-{proc.version}", "elements": elements}
+
+
+def closing_needs_override(proc: Procedure) -> bool:
+    """Closing now would leave steps or a weakening behind: only an approver, with a reason."""
+    return proc.current() is not None or bool(proc.open_obligations())
+
+
+def obligations_text(proc: Procedure) -> str:
+    """Open obligations (temporary weakenings still in place) with their deadlines."""
+    owed = proc.open_obligations()
+    if not owed:
+        return ""
+    lines = [":warning: *Still in place, must be undone:*"]
+    lines += [
+        f"• {mrkdwn_escape(o.what)} on `{mrkdwn_escape(o.dc)}` (step {o.step_key}), due "
+        f"{when(o.deadline_ms)}: {mrkdwn_escape(o.restore)}"
+        for o in owed
+    ]
+    return "\n".join(lines)
 
 
 def procedure_fallback(proc: Procedure) -> str:
@@ -161,6 +184,7 @@ def procedure_blocks(proc: Procedure, now_ms: int, ttl: int) -> list[Block]:
     """The procedure message: every step with its state and command, and the buttons of now."""
     status = {
         ProcedureStatus.ACTIVE: "active",
+        ProcedureStatus.ABORTING: ":octagonal_sign: aborted, undo offered",
         ProcedureStatus.CLOSED: ":white_check_mark: closed",
         ProcedureStatus.ABORTED: ":octagonal_sign: aborted",
     }[proc.status]
@@ -202,6 +226,9 @@ def procedure_blocks(proc: Procedure, now_ms: int, ttl: int) -> list[Block]:
         blocks.append(
             {"type": "context", "elements": [{"type": "mrkdwn", "text": fit(notes, 2900)}]}
         )
+    owed = obligations_text(proc)
+    if owed:
+        blocks.append(section(owed))
     if proc.status is not ProcedureStatus.ACTIVE:
         ended = f"{proc.status.value} by <@{proc.ended_by}> at {when(proc.ended_at_ms)}"
         if proc.end_reason:
@@ -276,8 +303,13 @@ def result_blocks(proc: Procedure, step: PlannedStep) -> tuple[str, list[Block]]
 
 def reason_modal(act: Act, proc: Procedure, step_key: str, metadata: str) -> Block:
     """The modal asking why (reject, skip, abort)."""
-    title = {Act.REJECT: "Reject step", Act.SKIP: "Skip step", Act.ABORT: "Abort procedure"}[act]
-    what = f"step {step_key} of " if act is not Act.ABORT else ""
+    title = {
+        Act.REJECT: "Reject step",
+        Act.SKIP: "Skip step",
+        Act.ABORT: "Abort procedure",
+        Act.CLOSE: "Close with override",
+    }[act]
+    what = f"step {step_key} of " if act not in (Act.ABORT, Act.CLOSE) else ""
     return {
         "type": "modal",
         "callback_id": REASON_CALLBACK,

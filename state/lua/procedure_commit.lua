@@ -19,7 +19,7 @@ end
 local new_version = version + 1
 redis.call('HSET', KEYS[1], 'version', new_version, 'data', ARGV[3], 'status', ARGV[4],
   'dirty', '1')
-if ARGV[4] == 'active' then
+if ARGV[4] == 'active' or ARGV[4] == 'aborting' then
   redis.call('SET', KEYS[2], ARGV[1])
   redis.call('ZADD', KEYS[6], ARGV[8], ARGV[1])
 else

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from bot.directory.model import Cause
 from bot.procedure.approval import Actor, Refusal, valid_approvals
 from bot.procedure.model import Procedure, ProcedureStatus, StepStatus
+from bot.procedure.operations import Prior
 from bot.procedure.plan import ApprovalPolicy
 from bot.procedure.planner import build_plan
 from bot.procedure.rules import (
@@ -21,6 +22,7 @@ from bot.procedure.rules import (
     StepResult,
     buttons,
     decide,
+    due_obligation_acts,
     replan,
     start,
 )
@@ -200,11 +202,102 @@ def test_steps_act_only_in_order_and_only_the_current_one() -> None:
     assert isinstance(unknown, Refusal) and unknown.code == "unknown_step"
 
 
-def test_a_cleanup_step_cannot_be_skipped_once_its_temporary_step_applied() -> None:
-    proc = _at(_proc(), "10")  # step 4 (SPN fallback) counts as done: it was applied
+def _run(proc: Procedure, at: int = T0, prior: Prior | None = None) -> Procedure:
+    """Queue the current step (approving it when it needs approval) and let a worker do it."""
+    step = proc.current()
+    assert step is not None
+    if step.approvals:
+        proc = _ok(_do(proc, Act.REQUEST_APPROVAL, RESPONDER, at))
+        proc = _ok(_do(proc, Act.APPROVE, APPROVER_A, at))
+        if step.approvals > 1:
+            proc = _ok(_do(proc, Act.APPROVE, APPROVER_B, at))
+    else:
+        proc = _ok(_do(proc, Act.RUN, RESPONDER, at))
+    job = proc.record(step.key).last_attempt.job_id  # type: ignore[union-attr]
+    for act in (Act.CLAIM, Act.APPLYING, Act.COMPLETE):
+        intent = Intent(act, step.key, job_id=job, prior=prior or Prior(False))
+        proc = _ok(decide(proc, intent, WORKER, Context(at, TTL, obligation_seconds=3600)))
+    return proc
+
+
+def _run_until(proc: Procedure, key: str) -> Procedure:
+    while proc.current() is not None and proc.current().key != key:  # type: ignore[union-attr]
+        proc = _run(proc)
+    return proc
+
+
+def test_a_temporary_step_opens_an_obligation_its_cleanup_closes() -> None:
+    proc = _run_until(_proc(), "5")
+    owed = proc.open_obligations()
+    assert [o.step_key for o in owed] == ["4"]
+    assert owed[0].deadline_ms == T0 + 3600 * 1000 and "SPN Fallback" in owed[0].what
+    proc = _run_until(proc, "10")
+    assert {o.step_key for o in proc.open_obligations()} == {"4"}  # 6 was undone by step 9
+    proc = _run(proc)
+    assert proc.open_obligations() == []
+    assert {o.how for o in proc.obligations} == {"undone by step 9", "undone by step 10"}
+
+
+def test_a_cleanup_step_cannot_be_skipped_by_a_responder_while_its_obligation_is_open() -> None:
+    proc = _run_until(_proc(), "10")
     refused = _do(proc, Act.SKIP, RESPONDER, reason="tired")
     assert isinstance(refused, Refusal) and refused.code == "cleanup_required"
-    assert Act.SKIP not in buttons(proc, T0, TTL)
+    overridden = _do(proc, Act.SKIP, BOTH, reason="DC is being rebuilt")
+    assert isinstance(overridden, Change)
+    assert overridden.procedure.open_obligations() == []
+    assert [e.event for e in overridden.events] == ["obligation_overridden", "step_skipped"]
+
+
+def test_abort_offers_the_undo_of_what_was_applied_newest_first() -> None:
+    proc = _run_until(_proc(), "7")  # 1.1, 1.2, 3b, 4 (temporary), 6 (temporary) applied
+    aborted = _do(proc, Act.ABORT, RESPONDER, reason="wrong target")
+    assert isinstance(aborted, Change)
+    after = aborted.procedure
+    assert after.status is ProcedureStatus.ABORTING
+    undo = [s for s in after.plan.steps if s.number == "undo"]
+    assert [s.undoes for s in undo] == ["6", "4", "3b", "1.2", "1.1"]
+    assert [s.approvals for s in undo] == [0, 0, 1, 1, 1]  # cleanups need none, changes one
+    assert after.current().key == "undo-6"  # type: ignore[union-attr]
+    assert Act.ABORT not in buttons(after, T0, TTL)
+    # Undo 6 then 4 closes both obligations; skipping the rest ends the abort.
+    after = _run(after)
+    after = _run(after)
+    assert after.open_obligations() == []
+    for _ in range(3):
+        after = _ok(_do(after, Act.SKIP, RESPONDER, reason="keep the fix"))
+    assert after.status is ProcedureStatus.ABORTED
+
+
+def test_closing_with_an_open_obligation_needs_an_approvers_override() -> None:
+    proc = _run_until(_proc(), "5")
+    assert Act.CLOSE in buttons(proc, T0, TTL)
+    refused = decide(proc, Intent(Act.CLOSE), RESPONDER, Context(T0, TTL))
+    assert isinstance(refused, Refusal) and refused.code == "obligation_open"
+    assert "SPN Fallback" in refused.reason
+    no_reason = decide(proc, Intent(Act.CLOSE), APPROVER_A, Context(T0, TTL))
+    assert isinstance(no_reason, Refusal) and no_reason.code == "reason"
+    closed = decide(
+        proc, Intent(Act.CLOSE, reason="DC decommissioned"), APPROVER_A, Context(T0, TTL)
+    )
+    assert isinstance(closed, Change) and closed.procedure.status is ProcedureStatus.CLOSED
+    assert "override" in closed.say and "DC decommissioned" in closed.say
+    assert [o.status.value for o in closed.procedure.obligations] == ["overridden"]
+
+
+def test_obligations_are_reminded_halfway_and_escalated_at_the_deadline() -> None:
+    proc = _run_until(_proc(), "5")
+    assert due_obligation_acts(proc, T0) == []
+    half = T0 + 1800 * 1000
+    assert due_obligation_acts(proc, half) == [(Act.REMIND, "4")]
+    reminded = _ok(decide(proc, Intent(Act.REMIND, "4"), WORKER, Context(half, TTL)))
+    assert due_obligation_acts(reminded, half + 1) == []
+    late = T0 + 3600 * 1000
+    assert due_obligation_acts(reminded, late) == [(Act.ESCALATE, "4")]
+    escalated = decide(reminded, Intent(Act.ESCALATE, "4"), WORKER, Context(late, TTL))
+    assert isinstance(escalated, Change) and "Overdue" in escalated.say
+    again = decide(escalated.procedure, Intent(Act.ESCALATE, "4"), WORKER, Context(late + 1, TTL))
+    assert isinstance(again, Refusal)  # once per period
+    assert due_obligation_acts(escalated.procedure, late + 3600 * 1000) == [(Act.ESCALATE, "4")]
 
 
 def test_worker_reports_are_bound_to_the_latest_job() -> None:
@@ -312,8 +405,9 @@ def test_no_sequence_of_clicks_runs_a_step_without_its_approvals(
             continue
         if act in (Act.RUN, Act.RETRY, Act.REQUEST_APPROVAL, Act.SKIP):
             assert actor.responder
-        if act in (Act.APPROVE, Act.REJECT):
-            assert (
-                actor.approver and actor.user_id != decision.procedure.record(step.key).requested_by
-            )
+        if act is Act.APPROVE:
+            assert actor.approver
+            assert actor.user_id != decision.procedure.record(step.key).requested_by
+        if act is Act.REJECT:  # the requester may withdraw their own request
+            assert actor.approver
         proc = decision.procedure
