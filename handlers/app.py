@@ -12,7 +12,7 @@ from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.errors import SlackApiError
 
-from handlers import actions, events, procedure, slash
+from handlers import actions, events, home, procedure, slash
 from handlers.context import ServeContext
 from handlers.webhook import CTX_KEY, post_alerts
 
@@ -33,6 +33,7 @@ def build_bolt_app(ctx: ServeContext) -> AsyncApp:
     slash.register(app, ctx)
     actions.register(app, ctx)
     procedure.register(app, ctx)
+    home.register(app, ctx)
     events.register(app, ctx)
     return app
 

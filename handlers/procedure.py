@@ -14,6 +14,7 @@ from bot.procedure.approval import Actor, reason_problem
 from bot.procedure.model import Procedure, ProcedureStatus, parse_procedure_id
 from bot.procedure.rules import Act, Intent
 from handlers.context import ServeContext
+from handlers.home import from_home, publish_home
 from handlers.render.procedure import (
     ACTION_PREFIX,
     NEEDS_REASON,
@@ -83,7 +84,10 @@ async def _refuse_unknown(ctx: ServeContext, body: dict[str, Any], why: str) -> 
 
 
 async def _belongs(ctx: ServeContext, body: dict[str, Any], proc: Procedure) -> bool:
-    """The click came from this procedure's message, or from its incident's thread."""
+    """The click came from this procedure's message, its incident's thread, or the clicker's
+    Home tab (which shows only the clicker's pending approvals)."""
+    if from_home(body):
+        return True
     channel, message_ts, thread_ts = _where(body)
     stored = await ctx.engine.load(proc.id)
     inc = await ctx.store.get(proc.incident_id)
@@ -140,6 +144,10 @@ def register(app: AsyncApp, ctx: ServeContext) -> None:
         if act in NEEDS_REASON or (act is Act.CLOSE and closing_needs_override(proc)):
             await _ask_reason(ctx, body, act, proc, value)
             return
+        if from_home(body):
+            said = await perform(ctx, proc.id, intent, user, once=_once(body))
+            ctx.spawn(publish_home(ctx, user, said))
+            return
         await perform(ctx, proc.id, intent, user, once=_once(body), body=body)
 
     @app.view(REASON_CALLBACK)
@@ -160,14 +168,17 @@ def register(app: AsyncApp, ctx: ServeContext) -> None:
         intent = Intent(
             act, str(meta.get("s") or "") or None, str(meta.get("d") or "") or None, reason
         )
-        await perform(
+        channel = str(meta.get("c", ""))
+        said = await perform(
             ctx,
             str(meta.get("p", "")),
             intent,
             _user(body),
             once=str(view.get("id", "")) + ":submit",
-            channel=str(meta.get("c", "")),
+            channel=channel,
         )
+        if not channel:  # asked from the Home tab: the answer shows there
+            ctx.spawn(publish_home(ctx, _user(body), said))
 
     @app.action(OUTPUT_ACTION)
     async def on_output(ack: AsyncAck, body: dict[str, Any]) -> None:
@@ -222,26 +233,26 @@ async def perform(
     once: str,
     body: dict[str, Any] | None = None,
     channel: str = "",
-) -> None:
-    """One transition for one person, then tell them and the thread what happened."""
+) -> str:
+    """One transition for one person, then tell them and the thread; returns what was said."""
     try:
         incident_id, _ = parse_procedure_id(procedure_id)
     except ValueError:
-        return
+        return "That is not a procedure."
     actor = await _actor(ctx, user_id)
     outcome = await ctx.engine.act(procedure_id, intent, actor, once=once, incident_id=incident_id)
     if isinstance(outcome, Repeated):
-        return
+        return ""
     if isinstance(outcome, Refused):
         await _tell(ctx, body, channel, user_id, outcome.refusal.reason)
-        return
+        return outcome.refusal.reason
     assert isinstance(outcome, Acted)
     proc = outcome.procedure
     ctx.spawn(ctx.procedure_messages.changed(proc.id))
     await _tell(ctx, body, channel, user_id, outcome.change.say)
     inc = await ctx.store.get(proc.incident_id)
     if inc is None:
-        return
+        return outcome.change.say
     step = proc.plan.step(intent.step_key or "")
     if intent.act is Act.REQUEST_APPROVAL and step is not None:
         approvers = ctx.settings.file.slack.approvers
@@ -252,6 +263,7 @@ async def perform(
         ctx.spawn(_announce_close(ctx, proc, outcome.change.say, bool(intent.reason)))
     if proc.status is ProcedureStatus.ABORTED:
         ctx.spawn(ctx.post_report(proc))
+    return outcome.change.say
 
 
 async def _announce_close(ctx: ServeContext, proc: Procedure, said: str, override: bool) -> None:
@@ -268,7 +280,7 @@ async def _announce_close(ctx: ServeContext, proc: Procedure, said: str, overrid
 async def _tell(
     ctx: ServeContext, body: dict[str, Any] | None, channel: str, user_id: str, text: str
 ) -> None:
-    if not text:
+    if not text or (body is None and not channel):
         return
     if body is not None:
         ctx.reply_ephemeral(body, text)

@@ -285,6 +285,60 @@ class SlackDriver:
         body = urlencode({"payload": json.dumps(payload)}).encode()
         return SentRequest("interactive", payload, body, "application/x-www-form-urlencoded")
 
+    async def open_home(self, user_id: str = "U0ONCALL1") -> BotResponse:
+        """user_id opens the app's Home tab (the app_home_opened event)."""
+        ws = self.emulator.workspace
+        event = {
+            "type": "app_home_opened",
+            "user": ws.user(user_id).id,
+            "channel": "D" + user_id[1:],
+            "tab": "home",
+            "event_ts": ws.next_ts(),
+        }
+        return await self.event(event)
+
+    async def click_in_view(
+        self,
+        view: dict[str, Any],
+        *,
+        text: str,
+        user_id: str = "U0ONCALL1",
+        index: int = 0,
+    ) -> BotResponse:
+        """user_id clicks the index-th button labelled `text` in a view (Home tab or modal)."""
+        found = [
+            b
+            for b in self.buttons(view)
+            if str(b.get("text", {}).get("text", "")).strip().lower() == text.strip().lower()
+        ]
+        if len(found) <= index:
+            raise LookupError(f"no button {text!r} (#{index}) in view {view.get('id')}")
+        button = found[index]
+        ws = self.emulator.workspace
+        payload = {
+            "type": "block_actions",
+            "user": self._user(user_id),
+            "api_app_id": ws.app_id,
+            "token": self._verification_token,
+            "container": {"type": "view", "view_id": view.get("id")},
+            "trigger_id": self.emulator.issue_trigger_id(),
+            "team": {"id": ws.team_id, "domain": ws.domain},
+            "enterprise": None,
+            "is_enterprise_install": False,
+            "view": view,
+            "actions": [
+                {
+                    "action_id": button.get("action_id"),
+                    "block_id": button.get("block_id"),
+                    "text": button.get("text"),
+                    "value": button.get("value"),
+                    "type": "button",
+                    "action_ts": ws.next_ts(),
+                }
+            ],
+        }
+        return await self.send(self.interactive_request(payload))
+
     def view_submission_payload(
         self, view: dict[str, Any], values: dict[str, dict[str, str]], *, user_id: str
     ) -> dict[str, Any]:

@@ -213,6 +213,10 @@ class SlackEmulator:
         """Modals opened with views.open, as they are now."""
         return self.workspace.views()
 
+    def home(self, user: str) -> dict[str, Any] | None:
+        """The Home tab the app last published for `user`."""
+        return self.workspace.home(user)
+
     def wait_for(self, predicate: Callable[[], T], timeout: float = 10.0) -> T:
         """Block until predicate() is truthy; returns its value. Not for the emulator's loop."""
         if self._loop is not None and self._loop.is_running() and _on_loop(self._loop):

@@ -201,6 +201,16 @@ def views_update(ws: SlackWorkspace, params: Params) -> Answer:
     return {"ok": True, "view": updated}
 
 
+def views_publish(ws: SlackWorkspace, params: Params) -> Answer:
+    """views.publish (the Home tab)."""
+    view = _view(params)
+    user = params.get("user_id")
+    if not isinstance(user, str) or not user:
+        raise SlackApiFailure("invalid_arguments")
+    ws.user(user)
+    return {"ok": True, "view": ws.publish_home(user, view)}
+
+
 METHODS: dict[str, Method] = {
     "auth.test": auth_test,
     "chat.postMessage": chat_post_message,
@@ -214,6 +224,7 @@ METHODS: dict[str, Method] = {
     "usergroups.users.list": usergroups_users_list,
     "views.open": views_open,
     "views.update": views_update,
+    "views.publish": views_publish,
 }
 
 

@@ -168,6 +168,7 @@ class SlackWorkspace:
     )
     _ephemerals: list[dict[str, Any]] = field(default_factory=list, init=False, repr=False)
     _views: dict[str, dict[str, Any]] = field(default_factory=dict, init=False, repr=False)
+    _homes: dict[str, dict[str, Any]] = field(default_factory=dict, init=False, repr=False)
     _response_urls: dict[str, ResponseUrl] = field(default_factory=dict, init=False, repr=False)
     _triggers: dict[str, float] = field(default_factory=dict, init=False, repr=False)
     trigger_ttl: float = 10.0  # Slack allows 3 s; longer here so slow CI machines do not flake
@@ -481,6 +482,32 @@ class SlackWorkspace:
             found.update(view, **keep, hash=secrets.token_hex(8))
             self._notify()
             return copy.deepcopy(found)
+
+    def publish_home(self, user: str, view: dict[str, Any]) -> dict[str, Any]:
+        """views.publish: the user's Home tab, replaced whole."""
+        if view.get("type") != "home":
+            raise SlackApiFailure("invalid_arguments")
+        with self._lock:
+            old = self._homes.get(user)
+            stored = {
+                **view,
+                "id": old["id"] if old else "V" + secrets.token_hex(5).upper(),
+                "team_id": self.team_id,
+                "app_id": self.app_id,
+                "bot_id": self.bot_id,
+                "hash": secrets.token_hex(8),
+                "user": user,
+                "state": {"values": {}},
+            }
+            self._homes[user] = stored
+            self._notify()
+            return copy.deepcopy(stored)
+
+    def home(self, user: str) -> dict[str, Any] | None:
+        """The Home tab the app published for this user, if any."""
+        with self._lock:
+            found = self._homes.get(user)
+            return copy.deepcopy(found) if found else None
 
     def views(self) -> list[dict[str, Any]]:
         """Every view opened, in its current state."""

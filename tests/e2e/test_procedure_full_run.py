@@ -9,7 +9,11 @@ from DC1 and PH1: two reporting DCs, two missing source DCs.
 
 from __future__ import annotations
 
+import asyncio
 import json
+import re
+import subprocess
+import sys
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -191,6 +195,7 @@ async def test_the_whole_procedure_on_a_real_forest(
                     ts, lambda m: "closed" in json.dumps(m["blocks"]), 60
                 )
                 assert buttons(closed) == []
+                await _check_report(lab, ts, redis_url)
             finally:
                 lab.stop.set()
                 for task in lab.workers:
@@ -244,3 +249,51 @@ def _assert_end_state(sim: DcLab, forest: SambaForest, phantoms: list[str]) -> N
         assert (forest.configuration_dn.lower(), fqdn) in links
     assert (forest.server_reference(dc2) or "").lower() == dc2.computer_dn.lower()
     assert forest.try_replicate(dc2, dc1, forest.configuration_dn).returncode == 0
+
+
+async def _check_report(lab: ProcedureLab, ts: str, redis_url: str) -> None:
+    """The report in the thread and `ad1411 audit report` name every person and step, with
+    the durations the procedure's own record gives."""
+    posted = await lab.emulator.wait_for_async(
+        lambda: [
+            m
+            for m in lab.emulator.messages("C0INCIDENT")
+            if m.get("thread_ts") == ts and "Post-incident report" in json.dumps(m)
+        ],
+        timeout=60,
+    )
+    slack_text = json.dumps(posted[0]["blocks"])
+    stored = await lab.bot.ctx.procedures.ids_for(_incident_of(ts, lab))
+    proc = await lab.bot.ctx.engine.procedure(stored[0])
+    assert proc is not None
+    done = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "bot.app.cli", "audit", "report", proc.incident_id],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={"REDIS_URL": redis_url, "PATH": "/usr/bin:/bin"},
+        check=True,
+    )
+    markdown = done.stdout
+    for user in (RESPONDER, APPROVER1, APPROVER2):
+        assert f"<@{user}>" in slack_text and user in markdown
+    for planned, record in zip(proc.plan.steps, proc.steps, strict=True):
+        runs = [a for a in record.attempts if a.started_at_ms and a.ended_at_ms]
+        assert f"*{planned.key}*" in slack_text and f"| {planned.key} |" in markdown
+        if runs:
+            seconds = f"{sum(a.ended_at_ms - a.started_at_ms for a in runs) / 1000:.1f}"
+            assert f"*{planned.key}* " in slack_text and f", {seconds} s" in slack_text
+            row = next(
+                line for line in markdown.splitlines() if line.startswith(f"| {planned.key} |")
+            )
+            assert f"| {seconds} |" in row, (row, seconds)
+
+
+def _incident_of(ts: str, lab: ProcedureLab) -> str:
+    incident = next(
+        m for m in lab.emulator.messages("C0INCIDENT") if m["ts"] == ts and "blocks" in m
+    )
+    found = re.search(r"([0-9a-f]{10}-[0-9]+)", json.dumps(incident["blocks"]))
+    assert found is not None
+    return found.group(1)

@@ -160,3 +160,35 @@ async def test_closing_with_an_open_obligation_needs_an_approver_override(
     overrides = [e for e in audit if e["event"] == "obligation_overridden"]
     assert overrides and overrides[0]["user"] == APPROVER1
     assert overrides[0]["reason"] == "dc1 is being rebuilt"
+
+
+async def test_an_approver_approves_from_app_home_and_the_procedure_moves_on(
+    lab: ProcedureLab,
+) -> None:
+    _, incident = await _started(lab)
+    ts = incident["ts"]
+    msg = await lab.wait_message(ts, lambda m: "Request approval" in buttons(m))
+    await lab.click(msg, "Request approval", RESPONDER)
+    await lab.wait_message(ts, lambda m: "Approve" in buttons(m))
+    await lab.driver.open_home(APPROVER2)
+    home = await lab.emulator.wait_for_async(
+        lambda: (h := lab.emulator.home(APPROVER2)) is not None and "1.1." in json.dumps(h) and h,
+        timeout=30,
+    )
+    assert isinstance(home, dict)
+    text = json.dumps(home["blocks"])
+    assert "Waiting for your approval" in text and "reg.exe add" in text
+    assert incident["ts"] and "Open incidents" in text
+    # The requester sees no approval to give: they cannot approve their own request.
+    await lab.driver.open_home(RESPONDER)
+    mine = await lab.emulator.wait_for_async(lambda: lab.emulator.home(RESPONDER), timeout=30)
+    assert "reg.exe add" not in json.dumps(mine)
+    await lab.driver.click_in_view(home, text="Approve", user_id=APPROVER2)
+    await lab.wait_message(ts, lambda m: step_state(m, "1.1") == "done")
+    refreshed = await lab.emulator.wait_for_async(
+        lambda: (h := lab.emulator.home(APPROVER2)) is not None and "queued" in json.dumps(h) and h,
+        timeout=30,
+    )
+    assert "Nothing waits for your approval" in json.dumps(refreshed)
+    votes = [e for e in await lab.audit() if e["event"] == "approved"]
+    assert [(e["user"], e["step"]) for e in votes] == [(APPROVER2, "1.1")]
