@@ -98,57 +98,62 @@ async def _belongs(ctx: ServeContext, body: dict[str, Any], proc: Procedure) -> 
     return message_ts in (stored.ts, inc.ts) or (bool(thread_ts) and thread_ts == inc.ts)
 
 
+async def _on_button(ctx: ServeContext, body: dict[str, Any]) -> None:
+    """A procedure button: check it is ours and belongs here, ask a reason, or act."""
+    action = _action(body)
+    act = Act(str(action.get("action_id", ""))[len(ACTION_PREFIX) :])
+    value = parse_button_value(str(action.get("value", "")))
+    if value is None:
+        await _refuse_unknown(ctx, body, "its value is not a procedure button's")
+        return
+    try:
+        incident_id, _ = parse_procedure_id(value["p"])
+    except ValueError:
+        await _refuse_unknown(ctx, body, "it names no procedure")
+        return
+    proc = await ctx.engine.procedure(value["p"])
+    user = _user(body)
+    intent = Intent(act, value["s"] or None, value["d"] or None)
+    if proc is None or not await _belongs(ctx, body, proc):
+        await ctx.procedures.note(
+            incident_id,
+            [
+                AuditEntry(
+                    "refused",
+                    {
+                        "procedure": value["p"],
+                        "incident": incident_id,
+                        "user": user,
+                        "act": act.value,
+                        "step": value["s"],
+                        "code": "wrong_message",
+                        "reason": "button value names a procedure of another message",
+                    },
+                )
+            ],
+            once=_once(body),
+        )
+        ctx.reply_ephemeral(
+            body, "This button was refused: it does not belong to this procedure's message."
+        )
+        return
+    if act in NEEDS_REASON or (act is Act.CLOSE and closing_needs_override(proc)):
+        await _ask_reason(ctx, body, act, proc, value)
+        return
+    if from_home(body):
+        said = await perform(ctx, proc.id, intent, user, once=_once(body))
+        ctx.spawn(publish_home(ctx, user, said))
+        return
+    await perform(ctx, proc.id, intent, user, once=_once(body), body=body)
+
+
 def register(app: AsyncApp, ctx: ServeContext) -> None:
     """Attach the procedure listeners."""
 
     @app.action(ACTION_PATTERN)
     async def on_button(ack: AsyncAck, body: dict[str, Any]) -> None:
         await ack()
-        action = _action(body)
-        act = Act(str(action.get("action_id", ""))[len(ACTION_PREFIX) :])
-        value = parse_button_value(str(action.get("value", "")))
-        if value is None:
-            await _refuse_unknown(ctx, body, "its value is not a procedure button's")
-            return
-        try:
-            incident_id, _ = parse_procedure_id(value["p"])
-        except ValueError:
-            await _refuse_unknown(ctx, body, "it names no procedure")
-            return
-        proc = await ctx.engine.procedure(value["p"])
-        user = _user(body)
-        intent = Intent(act, value["s"] or None, value["d"] or None)
-        if proc is None or not await _belongs(ctx, body, proc):
-            await ctx.procedures.note(
-                incident_id,
-                [
-                    AuditEntry(
-                        "refused",
-                        {
-                            "procedure": value["p"],
-                            "incident": incident_id,
-                            "user": user,
-                            "act": act.value,
-                            "step": value["s"],
-                            "code": "wrong_message",
-                            "reason": "button value names a procedure of another message",
-                        },
-                    )
-                ],
-                once=_once(body),
-            )
-            ctx.reply_ephemeral(
-                body, "This button was refused: it does not belong to this procedure's message."
-            )
-            return
-        if act in NEEDS_REASON or (act is Act.CLOSE and closing_needs_override(proc)):
-            await _ask_reason(ctx, body, act, proc, value)
-            return
-        if from_home(body):
-            said = await perform(ctx, proc.id, intent, user, once=_once(body))
-            ctx.spawn(publish_home(ctx, user, said))
-            return
-        await perform(ctx, proc.id, intent, user, once=_once(body), body=body)
+        await _on_button(ctx, body)
 
     @app.view(REASON_CALLBACK)
     async def on_reason(ack: AsyncAck, body: dict[str, Any], view: dict[str, Any]) -> None:
