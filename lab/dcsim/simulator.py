@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from lab.dcsim import soap
-from lab.dcsim.accounts import Account, NtlmUserFile
+from lab.dcsim.accounts import AcceptorKeytab, Account, NtlmUserFile
 from lab.dcsim.endpoint import AuthPolicy, WsmanListener
 from lab.dcsim.faults import FaultPlan
 from lab.dcsim.programs import ProgramResult, run_command_line
@@ -309,7 +309,7 @@ class DcLab:
         self,
         fqdn: str,
         *,
-        auth: Literal["ntlm", "basic"] = "ntlm",
+        auth: Literal["ntlm", "basic", "kerberos"] = "ntlm",
         user: str = "CORP\\svc-ad1411",
         password: str = "",
         https: bool = False,
@@ -317,13 +317,25 @@ class DcLab:
         port: int = 0,
         site: str | None = None,
         restart: RestartTiming | None = None,
+        keytab: Path | None = None,
+        realm: str = "",
     ) -> SimulatedDc:
-        """Add a DC that accepts `user`/`password`, listening on 127.0.0.1:`port` (0: any)."""
-        if not password:
+        """Add a DC that accepts `user`/`password`, listening on 127.0.0.1:`port` (0: any).
+
+        With `keytab` (keys of host/<fqdn>, exported from a real KDC) it accepts Kerberos
+        tickets for `user` in `realm` too; auth="kerberos" accepts nothing else.
+        """
+        if not password and auth != "kerberos":
             raise ValueError("a simulated DC needs a password for its account")
         if auth == "basic" and not https:
             raise ValueError("Basic auth is only served over HTTPS")
+        if auth == "kerberos" and (keytab is None or not realm):
+            raise ValueError("a Kerberos-only simulated DC needs a keytab and a realm")
         account = Account.parse(user, password)
+        if realm:
+            account = Account(account.domain, account.user, account.password, realm.upper())
+        if keytab is not None:
+            AcceptorKeytab.use(keytab)
         if auth == "ntlm":
             NtlmUserFile.add(account)
         state = self.forest.add_dc(fqdn, **({"site": site} if site else {}))
@@ -338,7 +350,7 @@ class DcLab:
         dc = SimulatedDc(
             self,
             state,
-            AuthPolicy(auth, [account]),
+            AuthPolicy(auth, [account], kerberos=keytab is not None),
             tls=tls,
             repadmin=self._repadmin(self.forest, state.fqdn),
             restart=restart or RestartTiming(),
