@@ -143,7 +143,8 @@ class _Krb5Profile:
                             "give every forest the same krb5_conf, or none"
                         ]
                     )
-                if self._sections.get(section.realm) != section:
+                known = self._sections.get(section.realm)
+                if known is None or known.kdcs != section.kdcs:
                     self._sections[section.realm] = section
                     self._write()
         self.activate()
@@ -498,9 +499,7 @@ def _signed(code: int) -> int:
 
 
 def _is_missing_credentials(exc: BaseException) -> bool:
-    return isinstance(exc, MissingCredentialsError) or (
-        "No credentials were supplied" in str(exc)
-    )
+    return isinstance(exc, MissingCredentialsError) or ("No credentials were supplied" in str(exc))
 
 
 def _first_line(exc: BaseException) -> str:
