@@ -24,7 +24,7 @@ from bot.config import DcOverride, KerberosSection, WinrmSection
 from bot.kerberos import KerberosLogin
 from bot.remote.winrm import WinrmExecutor
 from bot.secrets import SecretRef
-from lab.dcsim.simulator import DcLab, SimulatedDc
+from lab.dcsim.simulator import LOOPBACK, DcLab, SimulatedDc
 from lab.samba import SambaForest
 
 __all__ = ["KerberosSims", "kerberos_env", "kerberos_sims", "lab_kerberos"]
@@ -65,7 +65,7 @@ class KerberosSims:
     def executor(
         self, login: KerberosLogin | None, *, password: str | None = None, **winrm: Any
     ) -> WinrmExecutor:
-        """An executor reaching every simulated DC at 127.0.0.1 (settings from the first)."""
+        """An executor reaching every simulated DC where it listens (settings from the first)."""
         first = self.sims[0]
         settings: dict[str, Any] = {
             "scheme": first.scheme,
@@ -77,7 +77,7 @@ class KerberosSims:
         }
         settings.update(winrm)
         overrides = [
-            DcOverride(fqdn=d.fqdn, address="127.0.0.1", winrm_port=d.port) for d in self.sims
+            DcOverride(fqdn=d.fqdn, address=d.address, winrm_port=d.port) for d in self.sims
         ]
         return WinrmExecutor(
             WinrmSection(**settings), password=password, overrides=overrides, kerberos=login
@@ -85,9 +85,17 @@ class KerberosSims:
 
 
 def build_kerberos_sims(
-    forest: SambaForest, work_dir: Path, *, auth: str = "ntlm", https: bool = False
+    forest: SambaForest,
+    work_dir: Path,
+    *,
+    auth: str = "ntlm",
+    https: bool = False,
+    on_dc_addresses: bool = False,
 ) -> KerberosSims:
-    """Simulated DCs dc1/dc2.<lab forest> holding the forest's host/<fqdn> keys."""
+    """Simulated DCs dc1/dc2.<lab forest> holding the forest's host/<fqdn> keys.
+
+    `on_dc_addresses`: each listens on its Samba DC's address (else on 127.0.0.1).
+    """
     lab = DcLab(forest.forest, work_dir)
     sims = [
         lab.add_dc(
@@ -98,6 +106,7 @@ def build_kerberos_sims(
             https=https,
             keytab=forest.dc_keytab,
             realm=forest.realm,
+            address=dc.address if on_dc_addresses else LOOPBACK,
         )
         for dc in forest.dcs
     ]

@@ -258,12 +258,17 @@ class WinrmEndpoint:
         if self.auth in ("negotiate", "kerberos") and self.address != self.host:
             # Kerberos needs the DC's name for the SPN even when we dial an address.
             extra["negotiate_hostname_override"] = self.host
+        username: Any = self.user
+        password = self.password
+        if self.uses_kerberos:
+            username, password = self._kerberos_credentials(), None
+            extra["negotiate_service"] = self.kerberos_service
         # pypsrp hands cert_validation to requests' `verify`: True, False or a CA bundle path.
         return WSMan(
             self.address,
             port=self.port,
-            username=self.user,
-            password=self.password,
+            username=username,
+            password=password,
             ssl=self.scheme == "https",
             auth=self.auth,
             cert_validation=cert_validation,  # type: ignore[arg-type]
