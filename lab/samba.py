@@ -23,7 +23,15 @@ Public API (all operations are real: samba-tool, ldb tools, LDAP):
             server_dn, ntds_settings_dn, computer_dn, site ("Default-First-Site-Name")
 
     forest.connect(dc, *, ldaps=True) -> ldap3.Connection   simple bind as Administrator,
-        LDAPS validated against ca_file (certificates carry the FQDN and the address)
+        LDAPS validated against ca_file (certificates carry the FQDN and the address);
+        ldaps=False is refused (strongerAuthRequired): the DCs are hardened, see below
+    forest.service_principal "svc-ad1411@LAB.AD1411.TEST", the bot's service account (AES keys,
+        password never expires); forest.service_password; forest.service_account_dn
+    forest.service_keytab    Path of its keytab (exported from the forest, 0600)
+    forest.dc_keytab         Path of the host/<fqdn> keys of every DC (for simulated DCs that
+        accept Kerberos as the real DC's computer account would)
+    forest.add_user(name, password, *, enabled=True) -> dn;  forest.set_user_password(name, pw)
+    forest.delete_user(name);  forest.export_keytab(principal, path) -> path (appends)
     forest.remove_server_reference(dc)    break: MODIFY_DELETE serverReference on every DC
     forest.restore_server_reference(dc)   heal: put back the computer DN on every DC
     forest.server_reference(dc, on=None) -> str | None   the value as one DC sees it
@@ -44,6 +52,11 @@ Public API (all operations are real: samba-tool, ldb tools, LDAP):
     forest.samba_tool(dc_or_None, *args, check=True) -> CommandResult   (adds -U, -H as needed)
     forest.run_in_lab(argv, *, check=True, credentials=False) -> CommandResult
         runs inside the lab's mount namespace (its own /etc/hosts and /etc/resolv.conf)
+
+Hardened: `ldap server require strong auth = allow_sasl_over_tls`, as a DC that refuses
+unsigned binds: simple binds and ldap3's GSSAPI (which cannot sign or seal) only over LDAPS
+or StartTLS; anonymous rootDSE reads still work in clear. Kerberos: the KDC is each DC's
+address, realm `forest.realm`.
 
 Network: the DCs run in the host network namespace, bound only to their loopback addresses
 (127.0.0.2, 127.0.0.3: `interfaces = 127.0.0.x/8`, `bind interfaces only = yes`), so the
