@@ -109,7 +109,7 @@ def krb5_conf_text(sections: Sequence[KerberosSection]) -> str:
     return "\n".join(lines) + "\n"
 
 
-class _Krb5Profile:
+class Krb5Profile:
     """The one krb5.conf of this process: KRB5_CONFIG and a private KRB5CCNAME point at ours."""
 
     def __init__(self) -> None:
@@ -174,7 +174,7 @@ class _Krb5Profile:
         return self._path
 
 
-PROFILE = _Krb5Profile()
+PROFILE = Krb5Profile()
 
 
 # --- one identity -----------------------------------------------------------------------------
@@ -200,8 +200,15 @@ class KerberosLogin:
     Thread-safe. `clock` is the time this login lives by (the KDC sees the same time).
     """
 
-    def __init__(self, section: KerberosSection, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        section: KerberosSection,
+        *,
+        clock: Callable[[], float] = time.time,
+        profile: Krb5Profile = PROFILE,
+    ) -> None:
         self.section = section
+        self._profile = profile
         self.principal = section.client_principal
         self.realm = section.realm
         self._clock = clock
@@ -210,7 +217,7 @@ class KerberosLogin:
         self._retired: str | None = None
         self._serial = 0
         self.acquisitions = 0
-        PROFILE.include(section)
+        profile.include(section)
 
     def __repr__(self) -> str:
         return f"KerberosLogin({self.principal!r}, {self._source()})"
@@ -226,7 +233,7 @@ class KerberosLogin:
     def ticket(self) -> Ticket:
         """A TGT good for more than `renew_before_seconds`, got from the KDC when needed."""
         with self._lock:
-            PROFILE.include(self.section)
+            self._profile.include(self.section)
             now = self._clock()
             current = self._ticket
             if current is not None and not needs_new_ticket(

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from bot.app.cli import main
 from bot.config import KerberosSection, load_file_config
 from bot.errors import ConfigError
 from bot.kerberos import (
@@ -19,6 +20,7 @@ from bot.kerberos import (
     KerberosFailed,
     KerberosFailure,
     KerberosLogin,
+    Krb5Profile,
     krb5_conf_text,
     login_for,
     minor_code,
@@ -268,3 +270,36 @@ def test_a_kdc_that_is_down_is_named_with_its_address(samba_forest: SambaForest)
     assert down in str(failure) and "port 88" in str(failure)
     # and the next login with the right KDCs works again in the same process
     assert KerberosLogin(lab_kerberos(samba_forest)).ticket()
+
+
+def test_config_check_names_an_unreadable_keytab(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    missing = tmp_path / "svc.keytab"
+    path = tmp_path / "c.toml"
+    path.write_text(
+        '[slack]\nchannel = "C0INCIDENT"\nresponders = ["S0RESPOND"]\n'
+        '[[forests]]\nname = "corp.example.com"\nldap_hosts = ["dc1.corp.example.com"]\n'
+        '[forests.ldap]\nauth = "kerberos"\n'
+        f'[forests.kerberos]\nrealm = "CORP.EXAMPLE.COM"\nprincipal = "svc-ad1411"\n'
+        f'keytab = {{ file = "{missing}" }}\n'
+    )
+    assert main(["config", "check", str(path)]) == 1
+    err = capsys.readouterr().err
+    assert f"forests.0.kerberos.keytab: keytab {missing} cannot be read" in err
+
+
+@pytest.mark.usefixtures("kerberos_env")
+def test_an_operator_krb5_conf_is_used_as_given(samba_forest: SambaForest, tmp_path: Path) -> None:
+    own = tmp_path / "krb5.conf"
+    own.write_text(krb5_conf_text([lab_kerberos(samba_forest)]))
+    section = lab_kerberos(samba_forest, kdcs=[], krb5_conf=own)
+    profile = Krb5Profile()  # one process, one file: a fresh profile stands for a new process
+    login = KerberosLogin(section, profile=profile)
+    assert login.ticket().principal == samba_forest.service_principal
+    assert os.environ["KRB5_CONFIG"] == str(own)
+    assert profile.path == own
+    with pytest.raises(ConfigError, match="one process reads one file"):
+        profile.include(section.model_copy(update={"krb5_conf": tmp_path / "other.conf"}))
+    with pytest.raises(ConfigError, match="same krb5_conf"):
+        profile.include(lab_kerberos(samba_forest))

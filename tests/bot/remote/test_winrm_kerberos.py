@@ -141,3 +141,18 @@ def test_kdc_down_fails_the_step_before_it_starts(kerberos_sims: KerberosSims) -
     assert dc.commands() == []
     # a restart wait keeps polling instead of giving up: the KDC may be the DC coming back
     assert kerberos_sims.executor(login).is_answering(dc.fqdn) is False
+
+
+def test_negotiate_falls_back_to_ntlm_when_no_ticket_fits(kerberos_sims: KerberosSims) -> None:
+    # negotiate with a password too: as Windows does, NTLM when Kerberos cannot be had
+    forest = kerberos_sims.forest
+    executor = kerberos_sims.executor(
+        KerberosLogin(lab_kerberos(forest)),
+        auth="negotiate",
+        kerberos_service="WSMAN",
+        user=f"{forest.netbios_domain}\\svc-ad1411",
+        password=forest.service_password,
+    )
+    dc = kerberos_sims.sims[0]
+    assert executor.run(dc.fqdn, commands.repadmin_kcc()).exit_code == 0
+    assert [r.user for r in dc.commands()] == [f"{forest.netbios_domain}\\svc-ad1411"]
