@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import tomllib
 from pathlib import Path
 from typing import Annotated, Literal
@@ -14,6 +15,7 @@ from pydantic import (
     StringConstraints,
     ValidationError,
     field_validator,
+    model_validator,
 )
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
@@ -125,6 +127,60 @@ class LdapSection(_Strict):
     timeout_seconds: float = Field(default=10.0, gt=0, le=300)
 
 
+_REALM = r"^[A-Z0-9](?:[A-Z0-9-]{0,62})(?:\.[A-Z0-9](?:[A-Z0-9-]{0,62}))*$"
+_KDC = r"^[A-Za-z0-9.-]{1,253}(?::[0-9]{1,5})?$"
+
+
+class KerberosSection(_Strict):
+    """The bot's own Kerberos identity in a forest: tickets from a keytab or a password."""
+
+    realm: Annotated[str, StringConstraints(pattern=_REALM)] = Field(
+        description="the realm in capitals, e.g. CORP.EXAMPLE.COM"
+    )
+    principal: str = Field(description="the bot's account, e.g. svc-ad1411@CORP.EXAMPLE.COM")
+    keytab: SecretRef | None = Field(default=None, description='{ file = "/path/svc.keytab" }')
+    password: SecretRef | None = None
+    kdcs: list[Annotated[str, StringConstraints(pattern=_KDC)]] = Field(
+        default_factory=list,
+        description="KDC host or host:port; empty: found in DNS (_kerberos._tcp SRV records)",
+    )
+    krb5_conf: Path | None = Field(
+        default=None, description="use this krb5.conf instead of the one the bot writes"
+    )
+    renew_before_seconds: float = Field(
+        default=600.0, gt=0, le=86_400, description="get a new ticket when less is left"
+    )
+    ticket_lifetime_seconds: int | None = Field(default=None, ge=300, le=7 * 86_400)
+
+    @field_validator("principal")
+    @classmethod
+    def _principal(cls, value: str) -> str:
+        name, _, realm = value.strip().partition("@")
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._$/-]{0,255}", name) or (
+            realm and not re.fullmatch(_REALM, realm)
+        ):
+            raise ValueError(
+                f"{value!r} is not a principal such as svc-ad1411@CORP.EXAMPLE.COM "
+                "(account name, then @ and the realm in capitals)"
+            )
+        return value.strip()
+
+    @model_validator(mode="after")
+    def _one_secret(self) -> KerberosSection:
+        if (self.keytab is None) == (self.password is None):
+            raise ValueError(
+                "give exactly one of keytab = { file = ... } or password = { env|file = ... }"
+            )
+        if self.keytab is not None and self.keytab.file is None:
+            raise ValueError('keytab: a keytab is a binary file: give { file = "/path" }')
+        return self
+
+    @property
+    def client_principal(self) -> str:
+        """The principal with its realm (the realm is added when the config left it out)."""
+        return self.principal if "@" in self.principal else f"{self.principal}@{self.realm}"
+
+
 class WinrmSection(_Strict):
     """How to reach the DCs over WinRM."""
 
@@ -136,6 +192,9 @@ class WinrmSection(_Strict):
     ca_file: Path | None = None
     validate_certificates: bool = True
     encryption: Literal["auto", "always", "never"] = "auto"
+    kerberos_service: Annotated[str, StringConstraints(pattern=r"^[A-Za-z][A-Za-z0-9-]{0,31}$")] = (
+        Field(default="host", description="SPN service of the DCs' WinRM: host, HTTP or WSMAN")
+    )
     operation_timeout_seconds: int = Field(default=20, gt=0, le=3600)
     command_deadline_seconds: float = Field(default=120.0, gt=0, le=7200)
     restart_deadline_seconds: float = Field(default=900.0, gt=0, le=7200)
@@ -163,8 +222,23 @@ class ForestSection(_Strict):
     ldap: LdapSection = Field(default_factory=LdapSection)
     winrm: WinrmSection = Field(default_factory=WinrmSection)
     dcs: list[DcOverride] = Field(default_factory=list)
+    kerberos: KerberosSection | None = None
 
     _norm_name = field_validator("name")(_fqdn)
+
+    @model_validator(mode="after")
+    def _kerberos_when_used(self) -> ForestSection:
+        if self.kerberos is None and "kerberos" in (self.ldap.auth, self.winrm.auth):
+            raise ValueError(
+                "auth = kerberos needs a [forests.kerberos] section: realm, principal, and "
+                "keytab = { file = ... } or password"
+            )
+        if self.ldap.auth == "kerberos" and (self.ldap.user or self.ldap.password):
+            raise ValueError(
+                "ldap.user and ldap.password are not used with ldap.auth = kerberos (the bot "
+                "binds as kerberos.principal): remove them"
+            )
+        return self
 
     @field_validator("ldap_hosts")
     @classmethod
@@ -256,6 +330,9 @@ def check_secrets(cfg: FileConfig) -> list[str]:
     for i, forest in enumerate(cfg.forests):
         refs.append((f"forests.{i}.ldap.password", forest.ldap.password))
         refs.append((f"forests.{i}.winrm.password", forest.winrm.password))
+        if forest.kerberos is not None:
+            refs.append((f"forests.{i}.kerberos.password", forest.kerberos.password))
+            problems.extend(_keytab_problems(f"forests.{i}.kerberos.keytab", forest.kerberos))
     for key, ref in refs:
         if ref is None:
             continue
@@ -264,6 +341,19 @@ def check_secrets(cfg: FileConfig) -> list[str]:
         except (KeyError, OSError) as exc:
             problems.append(f"{key}: secret {ref.describe()} cannot be read: {exc}")
     return problems
+
+
+def _keytab_problems(key: str, section: KerberosSection) -> list[str]:
+    """A keytab reference must name a readable file (it is binary: never read as text)."""
+    path = section.keytab.file if section.keytab is not None else None
+    if path is None:
+        return []
+    try:
+        with path.open("rb") as handle:
+            handle.read(1)
+    except OSError as exc:
+        return [f"{key}: keytab {path} cannot be read: {exc.strerror or exc}"]
+    return []
 
 
 def load_env() -> EnvSettings:

@@ -23,7 +23,15 @@ Public API (all operations are real: samba-tool, ldb tools, LDAP):
             server_dn, ntds_settings_dn, computer_dn, site ("Default-First-Site-Name")
 
     forest.connect(dc, *, ldaps=True) -> ldap3.Connection   simple bind as Administrator,
-        LDAPS validated against ca_file (certificates carry the FQDN and the address)
+        LDAPS validated against ca_file (certificates carry the FQDN and the address);
+        ldaps=False is refused (strongerAuthRequired): the DCs are hardened, see below
+    forest.service_principal "svc-ad1411@LAB.AD1411.TEST", the bot's service account (AES keys,
+        password never expires); forest.service_password; forest.service_account_dn
+    forest.service_keytab    Path of its keytab (exported from the forest, 0600)
+    forest.dc_keytab         Path of the host/<fqdn> keys of every DC (for simulated DCs that
+        accept Kerberos as the real DC's computer account would)
+    forest.add_user(name, password, *, enabled=True) -> dn;  forest.set_user_password(name, pw)
+    forest.delete_user(name);  forest.export_keytab(principal, path) -> path (appends)
     forest.remove_server_reference(dc)    break: MODIFY_DELETE serverReference on every DC
     forest.restore_server_reference(dc)   heal: put back the computer DN on every DC
     forest.server_reference(dc, on=None) -> str | None   the value as one DC sees it
@@ -44,6 +52,11 @@ Public API (all operations are real: samba-tool, ldb tools, LDAP):
     forest.samba_tool(dc_or_None, *args, check=True) -> CommandResult   (adds -U, -H as needed)
     forest.run_in_lab(argv, *, check=True, credentials=False) -> CommandResult
         runs inside the lab's mount namespace (its own /etc/hosts and /etc/resolv.conf)
+
+Hardened: `ldap server require strong auth = allow_sasl_over_tls`, as a DC that refuses
+unsigned binds: simple binds and ldap3's GSSAPI (which cannot sign or seal) only over LDAPS
+or StartTLS; anonymous rootDSE reads still work in clear. Kerberos: the KDC is each DC's
+address, realm `forest.realm`.
 
 Network: the DCs run in the host network namespace, bound only to their loopback addresses
 (127.0.0.2, 127.0.0.3: `interfaces = 127.0.0.x/8`, `bind interfaces only = yes`), so the
@@ -81,6 +94,7 @@ SAMBA_TOOL = "/usr/bin/samba-tool"
 DEFAULT_FOREST = "lab.ad1411.test"
 DEFAULT_NETBIOS = "LAB"
 DEFAULT_SITE = "Default-First-Site-Name"
+SERVICE_ACCOUNT = "svc-ad1411"
 _START_TIMEOUT = 90.0
 _STOP_TIMEOUT = 20.0
 _COMMAND_TIMEOUT = 180.0
@@ -174,6 +188,7 @@ class SambaForest:
     site: str = DEFAULT_SITE
     admin_user: str = "Administrator"
     admin_password: str = field(default="", repr=False)
+    service_password: str = field(default="", repr=False)
     dcs: list[DcInfo] = field(default_factory=list)
     _holder: subprocess.Popen[bytes] | None = field(default=None, repr=False)
     _samba: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict, repr=False)
@@ -272,7 +287,9 @@ class SambaForest:
         return env
 
     def _redact(self, text: str) -> str:
-        return text.replace(self.admin_password, "***") if self.admin_password else text
+        for secret in (self.admin_password, self.service_password):
+            text = text.replace(secret, "***") if secret else text
+        return text
 
     def run_in_lab(
         self,
@@ -387,7 +404,8 @@ class SambaForest:
             f"\tinterfaces = {address}/8\n"
             "\tbind interfaces only = yes\n"
             "\tdisable netbios = yes\n"
-            "\tldap server require strong auth = no\n"
+            # as a hardened DC: simple binds and unsigned SASL (ldap3's GSSAPI) only over TLS
+            "\tldap server require strong auth = allow_sasl_over_tls\n"
             f"\tprivate dir = {root / 'private'}\n"
             f"\tstate directory = {root / 'state'}\n"
             f"\tcache directory = {root / 'cache'}\n"
@@ -547,6 +565,7 @@ class SambaForest:
     def _load_state(self) -> None:
         state = json.loads(self._state_file.read_text())
         self.admin_password = (self.base_dir / "etc" / "admin.password").read_text().strip()
+        self.service_password = self._service_password_file.read_text().strip()
         self.dcs = [DcInfo(**d) for d in state["dcs"]]
 
     def _save_state(self) -> None:
@@ -554,6 +573,9 @@ class SambaForest:
         fd = os.open(secret, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as fh:
             fh.write(self.admin_password)
+        fd = os.open(self._service_password_file, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(self.service_password)
         state = {"forest": self.forest, "dcs": [d.__dict__ for d in self.dcs]}
         self._state_file.write_text(json.dumps(state, indent=1))
 
@@ -638,6 +660,7 @@ class SambaForest:
         for info in self.dcs:
             self.kcc(info)
         self._converge()
+        self._provision_kerberos()
         self._save_state()
         self._take_snapshot()
 
@@ -660,7 +683,7 @@ class SambaForest:
         address = next(a for n, _, a in self._planned() if n == name)
         server_dn = f"CN={name},{self.servers_dn}"
         ntds = f"CN=NTDS Settings,{server_dn}"
-        conn = self._admin(address, ldaps=False)
+        conn = self._admin(address, ldaps=True)
         try:
             conn.search(ntds, "(objectClass=nTDSDSA)", ldap3.BASE, attributes=["objectGUID"])
             guid = str(uuid.UUID(bytes_le=conn.entries[0].objectGUID.raw_values[0]))
@@ -682,6 +705,100 @@ class SambaForest:
             computer_dn=computer,
             site=self.site,
         )
+
+    # ---- Kerberos ----------------------------------------------------------------------
+    @property
+    def service_principal(self) -> str:
+        """The bot's service account as a Kerberos principal (svc-ad1411@REALM)."""
+        return f"{SERVICE_ACCOUNT}@{self.realm}"
+
+    @property
+    def service_account_dn(self) -> str:
+        return f"CN={SERVICE_ACCOUNT},CN=Users,{self.base_dn}"
+
+    @property
+    def service_keytab(self) -> Path:
+        """The service account's keys (AES), exported from the forest: a keytab for the bot."""
+        return self.base_dir / "etc" / f"{SERVICE_ACCOUNT}.keytab"
+
+    @property
+    def dc_keytab(self) -> Path:
+        """host/<fqdn> keys of every DC: what a DC's WinRM service decrypts tickets with."""
+        return self.base_dir / "etc" / "dc-services.keytab"
+
+    @property
+    def _service_password_file(self) -> Path:
+        return self.base_dir / "etc" / f"{SERVICE_ACCOUNT}.password"
+
+    def _provision_kerberos(self) -> None:
+        """The bot's service account (AES keys) and the keytabs the lab hands out."""
+        self.service_password = f"Svc-{secrets.token_hex(10)}-K7"
+        self.add_user(SERVICE_ACCOUNT, self.service_password)
+        self.export_keytab(self.service_principal, self.service_keytab)
+        self.dc_keytab.unlink(missing_ok=True)
+        for info in self.dcs:
+            self.export_keytab(f"host/{info.fqdn}@{self.realm}", self.dc_keytab)
+
+    def add_user(self, name: str, password: str, *, enabled: bool = True) -> str:
+        """A user with AES keys (msDS-SupportedEncryptionTypes 24), added over LDAPS; its DN."""
+        if not re.fullmatch(r"[A-Za-z0-9-]{1,20}", name):
+            raise SambaLabError(f"user name {name!r} is not a plain sAMAccountName")
+        dn = f"CN={name},CN=Users,{self.base_dn}"
+        # NORMAL_ACCOUNT | DONT_EXPIRE_PASSWORD, plus ACCOUNTDISABLE when asked
+        control = 0x10200 | (0 if enabled else 0x2)
+        conn = self.connect(self.root_dc)
+        try:
+            ok = conn.add(
+                dn,
+                ["top", "person", "organizationalPerson", "user"],
+                {
+                    "sAMAccountName": name,
+                    "userPrincipalName": f"{name}@{self.forest}",
+                    "unicodePwd": f'"{password}"'.encode("utf-16-le"),
+                    "userAccountControl": str(control),
+                    "msDS-SupportedEncryptionTypes": "24",
+                },
+            )
+            if not ok:
+                raise SambaLabError(
+                    f"could not add user {name}: {conn.result.get('description')} "
+                    f"{conn.result.get('message')}"
+                )
+        finally:
+            conn.unbind()
+        return dn
+
+    def set_user_password(self, name: str, password: str) -> None:
+        """Replace a user's password over LDAPS (its keys change; old keytabs go stale)."""
+        self._modify(
+            self.root_dc,
+            f"CN={name},CN=Users,{self.base_dn}",
+            {"unicodePwd": [(ldap3.MODIFY_REPLACE, [f'"{password}"'.encode("utf-16-le")])]},
+        )
+
+    def delete_user(self, name: str) -> None:
+        """Remove a user added by add_user (no error when it is already gone)."""
+        conn = self.connect(self.root_dc)
+        try:
+            conn.delete(f"CN={name},CN=Users,{self.base_dn}")
+        finally:
+            conn.unbind()
+
+    def export_keytab(self, principal: str, path: Path) -> Path:
+        """`samba-tool domain exportkeytab` of one principal, appended to `path` (mode 0600)."""
+        self.run_in_lab(
+            [
+                SAMBA_TOOL,
+                "domain",
+                "exportkeytab",
+                str(path),
+                f"--principal={principal}",
+                "-s",
+                str(self.smb_conf(self.root_dc)),
+            ]
+        )
+        path.chmod(0o600)
+        return path
 
     # ---- snapshot ----------------------------------------------------------------------
     def _take_snapshot(self) -> None:
@@ -751,7 +868,7 @@ class SambaForest:
     ) -> str | None:
         """serverReference of `dc`'s server object as DC `on` (default: the root DC) sees it."""
         target = self.dc(dc)
-        conn = self.connect(on if on is not None else self.root_dc, ldaps=False)
+        conn = self.connect(on if on is not None else self.root_dc)
         try:
             conn.search(
                 target.server_dn, "(objectClass=server)", ldap3.BASE, attributes=["serverReference"]
@@ -762,7 +879,7 @@ class SambaForest:
         return str(value) if value else None
 
     def _modify(self, dc: DcInfo, dn: str, changes: dict[str, Any]) -> None:
-        conn = self.connect(dc, ldaps=False)
+        conn = self.connect(dc)
         try:
             if not conn.modify(dn, changes):
                 raise SambaLabError(
@@ -940,7 +1057,7 @@ class SambaForest:
 
     # ---- reset -------------------------------------------------------------------------
     def _dsa_options(self, dc: DcInfo) -> str:
-        conn = self.connect(dc, ldaps=False)
+        conn = self.connect(dc)
         try:
             conn.search(
                 dc.ntds_settings_dn, "(objectClass=nTDSDSA)", ldap3.BASE, attributes=["options"]

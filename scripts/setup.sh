@@ -21,6 +21,9 @@ command -v ldbadd >/dev/null 2>&1 || need_pkgs+=(ldb-tools)
 command -v kinit >/dev/null 2>&1 || need_pkgs+=(krb5-user)
 command -v unshare >/dev/null 2>&1 || need_pkgs+=(util-linux)
 command -v ip >/dev/null 2>&1 || need_pkgs+=(iproute2)
+# gssapi and krb5 (Kerberos for LDAP and WinRM) have no Linux wheels: they build against these.
+command -v krb5-config >/dev/null 2>&1 || need_pkgs+=(libkrb5-dev)
+command -v cc >/dev/null 2>&1 || need_pkgs+=(gcc libc6-dev)
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   if [ "$(id -u)" -eq 0 ]; then
     step "installing Debian packages: ${need_pkgs[*]}"
@@ -33,7 +36,7 @@ fi
 
 PY=${PYTHON:-python3.11}
 if [ ! -x .venv/bin/python ] || ! cmp -s requirements.lock .venv/.lock-installed; then
-  step "creating .venv with $("$PY" --version 2>&1) and the locked dependencies"
+  step "creating .venv with $("$PY" --version 2>&1) and the locked dependencies (gssapi and krb5 build from source the first time: about 3 min)"
   quiet "$PY" -m venv .venv
   quiet .venv/bin/python -m pip install -q --disable-pip-version-check -r requirements.lock
   step "installing the bot (editable) into .venv"

@@ -65,5 +65,6 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 # Fixtures of the lab peers live beside their own tests and are shared from here.
 from tests.fixtures_dcsim import *  # noqa: E402,F403
+from tests.fixtures_kerberos import *  # noqa: E402,F403
 from tests.fixtures_samba import *  # noqa: E402,F403
 from tests.fixtures_slack import *  # noqa: E402,F403

@@ -272,6 +272,12 @@ def _cmd_config_check(args: argparse.Namespace) -> int:
         print(f"ad1411: {len(problems)} configuration problem(s)", file=sys.stderr)
         return 1
     print(f"ad1411: {path} is valid")
+    if args.probe:
+        from bot.app.probe import probe, report  # noqa: PLC0415
+
+        results = probe(cfg)
+        print(report(results))
+        return 0 if all(r.ok for r in results) else 1
     return 0
 
 
@@ -325,6 +331,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     check = config.add_parser("check", help="validate a config file and print every problem")
     check.add_argument("file", nargs="?", help="TOML file (default: AD1411_CONFIG)")
+    check.add_argument(
+        "--probe",
+        action="store_true",
+        help="also try each configured authentication (Kerberos login, LDAP bind, WinRM shell) "
+        "against each DC; exit 1 when any fails",
+    )
     check.set_defaults(func=_cmd_config_check)
     lab = sub.add_parser("lab", help="lab peers").add_subparsers(dest="lab_cmd", required=True)
     lab.add_parser(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import logging
 import math
 import re
@@ -17,12 +16,14 @@ from types import TracebackType
 from typing import Any, Literal, Self
 
 import ldap3
+from gssapi.raw.misc import GSSError
 from ldap3.core import exceptions as ldap_exc
 from ldap3.utils.conv import escape_filter_chars
 from ldap3.utils.log import set_library_log_hide_sensitive_data
 
 from bot.config import DcOverride, ForestSection, LdapSection
 from bot.errors import ConfigError, DirectoryError
+from bot.kerberos import KerberosFailed, KerberosFailure, KerberosLogin, login_for
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +57,14 @@ class DirectoryBindRefused(DirectoryError):
 
 class DirectorySearchFailed(DirectoryError):
     """A search was refused or failed part-way."""
+
+
+class DirectoryKerberosFailed(DirectoryError):
+    """No Kerberos ticket for the DC's LDAP service could be had; `kind` says why."""
+
+    def __init__(self, where: str, failure: KerberosFailed) -> None:
+        self.kind: KerberosFailure = failure.kind
+        super().__init__(f"Kerberos bind to {where} failed. {failure}")
 
 
 @dataclass(frozen=True)
@@ -184,6 +193,7 @@ class DirectoryClient:
         password: str | None,
         overrides: Sequence[DcOverride] = (),
         page_size: int = 1000,
+        kerberos: KerberosLogin | None = None,
     ) -> None:
         if not hosts:
             raise ConfigError([f"forest {forest}: ldap_hosts is empty; list at least one DC FQDN"])
@@ -192,6 +202,7 @@ class DirectoryClient:
         self.ldap = ldap
         self.page_size = page_size
         self._password = _Password(password)
+        self._kerberos = kerberos
         self._overrides = {o.fqdn: o for o in overrides}
         self._connections: dict[str, Any] = {}
         self._default_dc: str | None = None
@@ -224,13 +235,25 @@ class DirectoryClient:
             password=password,
             overrides=forest.dcs,
             page_size=page_size,
+            kerberos=(
+                login_for(forest.kerberos)
+                if forest.kerberos is not None and forest.ldap.auth == "kerberos"
+                else None
+            ),
         )
 
     def __repr__(self) -> str:
         return (
             f"DirectoryClient(forest={self.forest!r}, hosts={self.hosts!r}, "
-            f"tls={self.ldap.tls!r}, auth={self.ldap.auth!r}, user={self.ldap.user!r})"
+            f"tls={self.ldap.tls!r}, auth={self.ldap.auth!r}, user={self.identity!r})"
         )
+
+    @property
+    def identity(self) -> str | None:
+        """Who binds: the Kerberos principal, the configured user, or None (anonymous)."""
+        if self.ldap.auth == "kerberos" and self._kerberos is not None:
+            return self._kerberos.principal
+        return self.ldap.user
 
     def __enter__(self) -> Self:
         return self
@@ -307,13 +330,15 @@ class DirectoryClient:
             get_info=ldap3.NONE,
             connect_timeout=timeout,
         )
+        kerberos = self.ldap.auth == "kerberos"
         conn = ldap3.Connection(
             server,
-            user=self.ldap.user,
+            user=None if kerberos else self.ldap.user,
             password=None,
             authentication=self._authentication(),
-            sasl_mechanism=ldap3.KERBEROS if self.ldap.auth == "kerberos" else None,
-            sasl_credentials=(ep.fqdn, None, None) if self.ldap.auth == "kerberos" else None,
+            sasl_mechanism=ldap3.KERBEROS if kerberos else None,
+            # the SPN is ldap/<fqdn> whatever address we dial; credentials come at bind time
+            sasl_credentials=(ep.fqdn, None, None) if kerberos else None,
             # ldap3 packs the receive timeout as an integer of seconds.
             receive_timeout=max(1, math.ceil(timeout)),
             auto_referrals=False,
@@ -329,38 +354,50 @@ class DirectoryClient:
                     f"{where} refused StartTLS ({conn.result.get('description')}); "
                     'use tls = "ldaps" or enable StartTLS on the DC'
                 )
-            self._bind(conn, where)
+            self._bind(conn, where, ep.fqdn)
         except DirectoryError:
             _quiet_unbind(conn)
             raise
         except (ldap_exc.LDAPException, OSError) as exc:
             _quiet_unbind(conn)
             raise self._transport_error(exc, where) from None
-        log.debug("LDAP bound to %s as %s (%s)", where, self.ldap.user, self.ldap.auth)
+        log.debug("LDAP bound to %s as %s (%s)", where, self.identity, self.ldap.auth)
         return conn
 
-    def _bind(self, conn: Any, where: str) -> None:
+    def _bind(self, conn: Any, where: str, fqdn: str) -> None:
         if self.ldap.tls == "none" and self.ldap.auth == "simple" and self.ldap.user:
             log.warning("LDAP simple bind to %s without TLS: the password crosses in clear", where)
+        who = self.identity or "anonymous"
+        if self._kerberos is not None and self.ldap.auth == "kerberos":
+            try:
+                conn.sasl_credentials = (fqdn, None, self._kerberos.gssapi_credentials())
+            except KerberosFailed as exc:
+                raise DirectoryKerberosFailed(where, exc) from None
         conn.password = self._password.reveal()
         try:
             ok = conn.bind()
+        except GSSError as exc:
+            assert self._kerberos is not None
+            failure = self._kerberos.explain(exc, spn=f"ldap/{fqdn}")
+            raise DirectoryKerberosFailed(where, failure) from None
         except (ldap_exc.LDAPException, OSError) as exc:
             # A DC that drops the session mid-bind is refusing the method, not unreachable.
             raise DirectoryBindRefused(
-                f"{where} ended the {self.ldap.auth} bind as {self.ldap.user or 'anonymous'}: "
+                f"{where} ended the {self.ldap.auth} bind as {who}: "
                 f"{_describe(exc)}. {_bind_hint('', self.ldap.auth)}"
             ) from None
         finally:
-            # Keep the password out of ldap3's object (its repr prints it).
+            # Keep the password and the credentials out of ldap3's object (its repr prints it).
             conn.password = None
+            if conn.sasl_credentials:
+                conn.sasl_credentials = (fqdn, None, None)
         if not ok:
             result = conn.result or {}
             description = result.get("description") or conn.last_error or "no answer"
             message = (result.get("message") or "").strip()
             hint = _bind_hint(str(description), self.ldap.auth)
             raise DirectoryBindRefused(
-                f"{where} refused the {self.ldap.auth} bind as {self.ldap.user or 'anonymous'}: "
+                f"{where} refused the {self.ldap.auth} bind as {who}: "
                 f"{description}{f' ({message})' if message else ''}. {hint}"
             )
 
@@ -394,10 +431,10 @@ class DirectoryClient:
             problems.append("ldap.user: NTLM needs DOMAIN\\name (e.g. CORP\\svc-ad1411)")
         if self.ldap.auth in ("ntlm", "simple") and self.ldap.user and not self._password.reveal():
             problems.append(f"ldap.password: {self.ldap.auth} bind as {self.ldap.user} needs one")
-        if self.ldap.auth == "kerberos" and importlib.util.find_spec("gssapi") is None:
+        if self.ldap.auth == "kerberos" and self._kerberos is None:
             problems.append(
-                "ldap.auth = kerberos needs the 'gssapi' Python package (and a ticket from kinit "
-                "or a keytab); install it or use simple bind over LDAPS"
+                "ldap.auth = kerberos needs a [forests.kerberos] section: realm, principal, and "
+                "keytab = { file = ... } or password (the bot gets its own tickets, never kinit's)"
             )
         if self.ldap.tls == "none" and self.ldap.auth == "simple" and self.ldap.user:
             log.warning("forest %s: LDAP simple bind configured without TLS", self.forest)
@@ -547,6 +584,17 @@ class DirectoryClient:
 
 
 def _bind_hint(description: str, auth: str) -> str:
+    if auth == "kerberos":
+        if description == "strongerAuthRequired":
+            return (
+                "ldap3 cannot sign or seal a Kerberos bind, and this DC (as hardened DCs do) "
+                'takes unsigned binds only over TLS: set ldap.tls = "ldaps" (or "starttls").'
+            )
+        return (
+            "The DC did not accept the Kerberos ticket: check that the DC's clock is within 5 "
+            "minutes of the KDC's, that ldap/<dc fqdn> is an SPN of this DC's computer account "
+            "only (setspn -Q), and that the account is enabled."
+        )
     if description == "invalidCredentials":
         return "Check ldap.user and the password secret (rotated? expired? account locked?)."
     if description == "strongerAuthRequired":

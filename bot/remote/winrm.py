@@ -29,8 +29,9 @@ from pypsrp.powershell import PowerShell, RunspacePool
 from pypsrp.shell import CommandState, Process, SignalCode, WinRS
 from pypsrp.wsman import WSMan
 
-from bot.config import DcOverride, WinrmSection
+from bot.config import DcOverride, ForestSection, WinrmSection
 from bot.errors import ConfigError, RemoteCommandFailed
+from bot.kerberos import KerberosFailed, KerberosFailure, KerberosLogin, login_for, minor_code
 from bot.windows.commands import NTDS_PARAMETERS_KEY, NtdsValue, RemoteCommand
 from bot.windows.output import CommandOutput, excerpt
 
@@ -68,14 +69,36 @@ class DcUnreachable(RemoteCommandFailed):
 class DcAuthFailed(RemoteCommandFailed):
     """The DC refused the configured credentials."""
 
-    def __init__(self, host: str, user: str | None, auth: str, detail: str) -> None:
+    def __init__(
+        self, host: str, user: str | None, auth: str, detail: str, *, spn: str | None = None
+    ) -> None:
         self.host = host
+        if spn is not None:
+            check = (
+                f"The DC did not accept the Kerberos ticket for {spn}. Check that {spn} is an "
+                "SPN of this DC's computer account and of no other (setspn -Q), that the DC's "
+                "clock is within 5 minutes of the KDC's, and that the account may use WinRM on "
+                "the DC (Remote Management Users or Administrators)."
+            )
+        else:
+            check = (
+                "Check the account and password the config references (winrm.user / "
+                "winrm.password), that the account is not locked out, and that it may use "
+                "WinRM on the DC (Remote Management Users or Administrators)."
+            )
         super().__init__(
             f"{host} refused WinRM authentication for {user or 'the current credentials'} "
-            f"({auth}): {detail}. Nothing ran. Check the account and password the config "
-            "references (winrm.user / winrm.password), that the account is not locked out, and "
-            "that it may use WinRM on the DC (Remote Management Users or Administrators)."
+            f"({auth}): {detail}. Nothing ran. {check}"
         )
+
+
+class DcKerberosFailed(RemoteCommandFailed):
+    """No Kerberos ticket for the DC could be had; `kind` says why. Nothing ran."""
+
+    def __init__(self, host: str, failure: KerberosFailed) -> None:
+        self.host = host
+        self.kind: KerberosFailure = failure.kind
+        super().__init__(f"WinRM to {host}: nothing ran. {failure}")
 
 
 class DcCertificateRejected(RemoteCommandFailed):
@@ -181,6 +204,23 @@ class WinrmEndpoint:
     encryption: Literal["auto", "always", "never"]
     operation_timeout_seconds: int
     connection_timeout_seconds: int = 10
+    kerberos: KerberosLogin | None = field(default=None, repr=False)
+    kerberos_service: str = "host"
+
+    @property
+    def uses_kerberos(self) -> bool:
+        """Whether this endpoint authenticates with the bot's own Kerberos login."""
+        return self.kerberos is not None and self.auth in ("kerberos", "negotiate")
+
+    @property
+    def spn(self) -> str:
+        """The service principal a Kerberos ticket is asked for."""
+        return f"{self.kerberos_service}/{self.host}"
+
+    @property
+    def identity(self) -> str | None:
+        """Who the DC sees: the Kerberos principal, or the configured user."""
+        return self.kerberos.principal if self.uses_kerberos and self.kerberos else self.user
 
     def __post_init__(self) -> None:
         if self.auth == "basic" and self.scheme != "https":
@@ -218,12 +258,17 @@ class WinrmEndpoint:
         if self.auth in ("negotiate", "kerberos") and self.address != self.host:
             # Kerberos needs the DC's name for the SPN even when we dial an address.
             extra["negotiate_hostname_override"] = self.host
+        username: Any = self.user
+        password = self.password
+        if self.uses_kerberos:
+            username, password = self._kerberos_credentials(), None
+            extra["negotiate_service"] = self.kerberos_service
         # pypsrp hands cert_validation to requests' `verify`: True, False or a CA bundle path.
         return WSMan(
             self.address,
             port=self.port,
-            username=self.user,
-            password=self.password,
+            username=username,
+            password=password,
             ssl=self.scheme == "https",
             auth=self.auth,
             cert_validation=cert_validation,  # type: ignore[arg-type]
@@ -237,6 +282,17 @@ class WinrmEndpoint:
             **extra,
         )
 
+    def _kerberos_credentials(self) -> list[spnego.Credential]:
+        """The login's ticket cache; with negotiate, the password too as NTLM's fallback."""
+        assert self.kerberos is not None
+        try:
+            credentials: list[spnego.Credential] = [self.kerberos.spnego_credential()]
+        except KerberosFailed as exc:
+            raise DcKerberosFailed(self.host, exc) from None
+        if self.auth == "negotiate" and self.user and self.password:
+            credentials.append(spnego.Password(self.user, self.password))
+        return credentials
+
 
 def endpoint_for(
     section: WinrmSection,
@@ -245,6 +301,7 @@ def endpoint_for(
     password: str | None,
     address: str | None = None,
     port: int | None = None,
+    kerberos: KerberosLogin | None = None,
 ) -> WinrmEndpoint:
     """The endpoint of `host` from the forest's [winrm] settings plus an address/port override."""
     return WinrmEndpoint(
@@ -259,6 +316,8 @@ def endpoint_for(
         validate_certificates=section.validate_certificates,
         encryption=section.encryption,
         operation_timeout_seconds=section.operation_timeout_seconds,
+        kerberos=kerberos,
+        kerberos_service=section.kerberos_service,
     )
 
 
@@ -278,15 +337,21 @@ def _translate(
         return DcUnreachable(
             host, what, f"{endpoint.url} did not answer ({_short(exc)})", may_have_run=False
         )
+    if isinstance(exc, spnego.exceptions.SpnegoError) and endpoint.uses_kerberos:
+        kerberos = _kerberos_failure(exc, endpoint)
+        if kerberos is not None:
+            return kerberos
     if isinstance(exc, AuthenticationError | spnego.exceptions.SpnegoError):
-        return DcAuthFailed(host, endpoint.user, endpoint.auth, _short(exc))
+        return DcAuthFailed(host, endpoint.identity, endpoint.auth, _short(exc), spn=_spn(endpoint))
     if isinstance(exc, WSManFaultError):
         return WinrmProtocolError(
             host, what, f"fault {exc.code}: {exc.reason}", may_have_run=started
         )
     if isinstance(exc, WinRMTransportError):
         if exc.code == 401:
-            return DcAuthFailed(host, endpoint.user, endpoint.auth, "HTTP 401")
+            return DcAuthFailed(
+                host, endpoint.identity, endpoint.auth, "HTTP 401", spn=_spn(endpoint)
+            )
         return WinrmProtocolError(host, what, f"HTTP {exc.code}", may_have_run=started)
     if isinstance(exc, ImportError):
         return WinrmProtocolError(
@@ -297,8 +362,25 @@ def _translate(
             may_have_run=False,
         )
     if isinstance(exc, ValueError) and "auth" in str(exc).lower():
-        return DcAuthFailed(host, endpoint.user, endpoint.auth, _short(exc))
+        return DcAuthFailed(host, endpoint.identity, endpoint.auth, _short(exc), spn=_spn(endpoint))
     return WinrmProtocolError(host, what, _short(exc), may_have_run=started)
+
+
+def _spn(endpoint: WinrmEndpoint) -> str | None:
+    return endpoint.spn if endpoint.uses_kerberos else None
+
+
+def _kerberos_failure(
+    exc: spnego.exceptions.SpnegoError, endpoint: WinrmEndpoint
+) -> DcKerberosFailed | None:
+    """A Kerberos failure behind a pyspnego error (None when it is not one)."""
+    assert endpoint.kerberos is not None
+    if minor_code(exc) is None and endpoint.auth != "kerberos":
+        return None
+    failure = endpoint.kerberos.explain(exc, spn=endpoint.spn)
+    if failure.kind is KerberosFailure.OTHER and endpoint.auth != "kerberos":
+        return None
+    return DcKerberosFailed(endpoint.host, failure)
 
 
 def _short(exc: BaseException) -> str:
@@ -544,13 +626,45 @@ class WinrmExecutor:
         *,
         password: str | None,
         overrides: Sequence[DcOverride] = (),
+        kerberos: KerberosLogin | None = None,
     ) -> None:
         self.section = section
         self._password = password
         self._overrides = {o.fqdn: o for o in overrides}
+        self.kerberos = kerberos
+        if section.auth == "kerberos" and kerberos is None:
+            raise ConfigError(
+                ["winrm.auth = kerberos needs a [forests.kerberos] section (the bot's login)"]
+            )
+
+    @classmethod
+    def for_forest(cls, forest: ForestSection) -> WinrmExecutor:
+        """An executor for a configured forest, resolving its password reference now."""
+        password: str | None = None
+        if forest.winrm.password is not None:
+            try:
+                password = forest.winrm.password.resolve()
+            except (KeyError, OSError) as exc:
+                raise ConfigError(
+                    [
+                        f"forests[{forest.name}].winrm.password: secret "
+                        f"{forest.winrm.password.describe()} cannot be read: {exc}"
+                    ]
+                ) from None
+        uses_kerberos = forest.kerberos is not None and forest.winrm.auth in (
+            "kerberos",
+            "negotiate",
+        )
+        return cls(
+            forest.winrm,
+            password=password,
+            overrides=forest.dcs,
+            kerberos=login_for(forest.kerberos) if uses_kerberos and forest.kerberos else None,
+        )
 
     def __repr__(self) -> str:
-        return f"WinrmExecutor(auth={self.section.auth!r}, user={self.section.user!r})"
+        who = self.kerberos.principal if self.kerberos else self.section.user
+        return f"WinrmExecutor(auth={self.section.auth!r}, user={who!r})"
 
     def endpoint(self, host: str) -> WinrmEndpoint:
         """The endpoint of one DC (applying its address/port override)."""
@@ -561,6 +675,7 @@ class WinrmExecutor:
             password=self._password,
             address=(override.winrm_address or override.address) if override else None,
             port=override.winrm_port if override else None,
+            kerberos=self.kerberos,
         )
 
     def run(
@@ -587,6 +702,25 @@ class WinrmExecutor:
         deadline = deadline_seconds or self.section.command_deadline_seconds
         return CmdletRun(self.endpoint(host), call, deadline_seconds=deadline).run(check=check)
 
+    def check_access(self, host: str, timeout_seconds: float = 10.0) -> float:
+        """Authenticate to `host` and open (then close) a shell; seconds it took.
+
+        Every failure raises the RemoteCommandFailed an operator would see for a real step.
+        """
+        begin = time.monotonic()
+        seconds = max(1, math.ceil(timeout_seconds))
+        endpoint = self.endpoint(host)
+        wsman = endpoint.wsman(operation_timeout=seconds, connect_timeout=seconds)
+        shell = WinRS(wsman, codepage=UTF8_CODEPAGE)
+        try:
+            shell.open()
+            shell.close()
+        except _TRANSLATED as exc:
+            raise _translate(exc, endpoint, "opening a shell", False) from None
+        finally:
+            wsman.close()
+        return time.monotonic() - begin
+
     def is_answering(self, host: str, timeout_seconds: float = 5.0) -> bool:
         """Whether `host`'s WinRM listener answers at all (a shell opens and closes).
 
@@ -594,7 +728,12 @@ class WinrmExecutor:
         """
         seconds = max(1, math.ceil(timeout_seconds))
         endpoint = self.endpoint(host)
-        wsman = endpoint.wsman(operation_timeout=seconds, connect_timeout=seconds)
+        try:
+            wsman = endpoint.wsman(operation_timeout=seconds, connect_timeout=seconds)
+        except DcKerberosFailed as exc:
+            if exc.kind is KerberosFailure.KDC_UNREACHABLE:
+                return False  # the DC coming back may be the KDC we ask: not up yet
+            raise
         shell = WinRS(wsman, codepage=UTF8_CODEPAGE)
         try:
             shell.open()

@@ -1,4 +1,5 @@
-"""Accounts a simulated DC accepts, and the NTLM_USER_FILE pyspnego's acceptor reads them from."""
+"""Accounts a simulated DC accepts: the NTLM_USER_FILE pyspnego's NTLM acceptor reads them from,
+and the keytab (KRB5_KTNAME) its Kerberos acceptor decrypts tickets with."""
 
 from __future__ import annotations
 
@@ -13,11 +14,12 @@ from pathlib import Path
 
 @dataclass(frozen=True)
 class Account:
-    """A DOMAIN\\user and its password (never printed)."""
+    """A DOMAIN\\user and its password (never printed); `realm` is its Kerberos realm."""
 
     domain: str
     user: str
     password: str
+    realm: str = ""
 
     @classmethod
     def parse(cls, principal: str, password: str) -> Account:
@@ -44,7 +46,8 @@ class Account:
         except ValueError:
             return False
         same_user = other.user.lower() == self.user.lower()
-        return same_user and (not other.domain or other.domain.lower() == self.domain.lower())
+        domains = {self.domain.lower(), self.realm.lower()} - {""}
+        return same_user and (not other.domain or other.domain.lower() in domains)
 
     def __repr__(self) -> str:
         return f"Account({self.principal!r}, password=***)"
@@ -78,3 +81,21 @@ class NtlmUserFile:
                     fh.write("\n".join(cls._lines) + "\n")
             os.environ["NTLM_USER_FILE"] = str(cls._path)
             return cls._path
+
+
+class AcceptorKeytab:
+    """The keytab Kerberos acceptors in this process use (KRB5_KTNAME is process-wide).
+
+    A simulated DC that accepts Kerberos holds the keys of its host/<fqdn> principal, as a
+    Windows DC's WinRM service decrypts tickets with its computer account's key.
+    """
+
+    _lock = threading.Lock()
+
+    @classmethod
+    def use(cls, keytab: Path) -> None:
+        """Make Kerberos acceptors in this process decrypt tickets with `keytab`'s keys."""
+        if not keytab.is_file():
+            raise ValueError(f"keytab {keytab} does not exist")
+        with cls._lock:
+            os.environ["KRB5_KTNAME"] = f"FILE:{keytab}"

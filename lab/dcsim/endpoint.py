@@ -49,8 +49,16 @@ class Connection:
 class AuthPolicy:
     """How this listener authenticates."""
 
-    mode: str  # "ntlm" (NTLM and Negotiate) or "basic"
+    # "ntlm": NTLM and Negotiate (Kerberos too with a keytab); "kerberos": Kerberos only, as a
+    # DC that refuses NTLM; "basic": Basic over HTTPS
+    mode: str
     accounts: list[Account] = field(default_factory=list)
+    kerberos: bool = False
+
+    @property
+    def negotiates(self) -> bool:
+        """Whether NTLM/Negotiate/Kerberos tokens are accepted at all."""
+        return self.mode in ("ntlm", "kerberos")
 
 
 class WsmanListener:
@@ -184,7 +192,7 @@ class WsmanListener:
                 return self._challenge()
             conn.user = user
             return None
-        if scheme in ("negotiate", "ntlm", "kerberos") and self.policy.mode == "ntlm":
+        if scheme in ("negotiate", "ntlm", "kerberos") and self.policy.negotiates:
             step = self._negotiate_step(conn, scheme, token.strip())
             if step is None:
                 return self._challenge()
@@ -257,6 +265,15 @@ class WsmanListener:
         if not context.complete:
             return False, header
         principal = str(context.client_principal or "")
+        protocol = context.negotiated_protocol
+        if protocol == "kerberos" and not self.policy.kerberos:
+            log.info("Kerberos refused on %s: it holds no keytab", self.fqdn)
+            conn.auth_context = None
+            return None
+        if protocol != "kerberos" and self.policy.mode == "kerberos":
+            log.info("%s refused on %s: it accepts Kerberos only", protocol, self.fqdn)
+            conn.auth_context = None
+            return None
         if not any(a.matches(principal) for a in self.policy.accounts):
             log.info("authenticated %r is not an account of %s", principal, self.fqdn)
             conn.auth_context = None

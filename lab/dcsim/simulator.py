@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from lab.dcsim import soap
-from lab.dcsim.accounts import Account, NtlmUserFile
+from lab.dcsim.accounts import AcceptorKeytab, Account, NtlmUserFile
 from lab.dcsim.endpoint import AuthPolicy, WsmanListener
 from lab.dcsim.faults import FaultPlan
 from lab.dcsim.programs import ProgramResult, run_command_line
@@ -51,8 +51,10 @@ class SimulatedDc:
         tls: ServerTls | None,
         repadmin: RepadminBackend,
         restart: RestartTiming,
+        address: str = LOOPBACK,
     ) -> None:
         self.lab = lab
+        self.address = address
         self.state = state
         self.faults = FaultPlan()
         self.tls = tls
@@ -126,9 +128,9 @@ class SimulatedDc:
 
     async def start(self, port: int, directory_port: int) -> None:
         """Open the WinRM and directory ports."""
-        self.port = await self.listener.start(LOOPBACK, port)
+        self.port = await self.listener.start(self.address, port)
         self._directory = await asyncio.start_server(
-            _close_at_once, LOOPBACK, directory_port, reuse_address=True
+            _close_at_once, self.address, directory_port, reuse_address=True
         )
         self.directory_port = int(self._directory.sockets[0].getsockname()[1])
         self._up = True
@@ -162,12 +164,12 @@ class SimulatedDc:
         self._pending_restart = None
         if self._up:
             return
-        await self.listener.start(LOOPBACK, self.port)
+        await self.listener.start(self.address, self.port)
         self._up = True
         await asyncio.sleep(self.restart_timing.directory_delay_seconds)
         if self._up and self._directory is None:
             self._directory = await asyncio.start_server(
-                _close_at_once, LOOPBACK, self.directory_port, reuse_address=True
+                _close_at_once, self.address, self.directory_port, reuse_address=True
             )
 
     def _on_restart(self) -> None:
@@ -309,7 +311,7 @@ class DcLab:
         self,
         fqdn: str,
         *,
-        auth: Literal["ntlm", "basic"] = "ntlm",
+        auth: Literal["ntlm", "basic", "kerberos"] = "ntlm",
         user: str = "CORP\\svc-ad1411",
         password: str = "",
         https: bool = False,
@@ -317,19 +319,35 @@ class DcLab:
         port: int = 0,
         site: str | None = None,
         restart: RestartTiming | None = None,
+        keytab: Path | None = None,
+        realm: str = "",
+        address: str = LOOPBACK,
     ) -> SimulatedDc:
-        """Add a DC that accepts `user`/`password`, listening on 127.0.0.1:`port` (0: any)."""
-        if not password:
+        """Add a DC that accepts `user`/`password`, listening on `address`:`port` (0: any).
+
+        `address` is 127.0.0.1 unless given: a Samba lab DC's own address lets one
+        configuration reach the real DC's LDAP and the simulated DC's WinRM alike.
+
+        With `keytab` (keys of host/<fqdn>, exported from a real KDC) it accepts Kerberos
+        tickets for `user` in `realm` too; auth="kerberos" accepts nothing else.
+        """
+        if not password and auth != "kerberos":
             raise ValueError("a simulated DC needs a password for its account")
         if auth == "basic" and not https:
             raise ValueError("Basic auth is only served over HTTPS")
+        if auth == "kerberos" and (keytab is None or not realm):
+            raise ValueError("a Kerberos-only simulated DC needs a keytab and a realm")
         account = Account.parse(user, password)
+        if realm:
+            account = Account(account.domain, account.user, account.password, realm.upper())
+        if keytab is not None:
+            AcceptorKeytab.use(keytab)
         if auth == "ntlm":
             NtlmUserFile.add(account)
         state = self.forest.add_dc(fqdn, **({"site": site} if site else {}))
         tls: ServerTls | None = None
         if https:
-            names = [state.fqdn, "localhost", LOOPBACK]
+            names = list(dict.fromkeys([state.fqdn, "localhost", LOOPBACK, address]))
             tls = (
                 issue_self_signed_tls(self.tls_dir, names)
                 if self_signed
@@ -338,10 +356,11 @@ class DcLab:
         dc = SimulatedDc(
             self,
             state,
-            AuthPolicy(auth, [account]),
+            AuthPolicy(auth, [account], kerberos=keytab is not None),
             tls=tls,
             repadmin=self._repadmin(self.forest, state.fqdn),
             restart=restart or RestartTiming(),
+            address=address,
         )
         self.call(dc.start(port, 0))
         self.dcs[state.fqdn] = dc

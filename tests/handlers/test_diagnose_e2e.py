@@ -21,7 +21,19 @@ pytestmark = [pytest.mark.samba, pytest.mark.slack, pytest.mark.e2e, pytest.mark
 TOKEN = "diag-token"
 
 
-def _config(path: Path, forest: SambaForest) -> Path:
+def _ldap_settings(forest: SambaForest, auth: str) -> str:
+    if auth == "kerberos":
+        # the bot's own login from the keytab the forest exported; nobody runs kinit
+        kdcs = ", ".join(f'"{dc.address}"' for dc in forest.dcs)
+        return (
+            'auth = "kerberos"\n[forests.kerberos]\n'
+            f'realm = "{forest.realm}"\nprincipal = "{forest.service_principal}"\n'
+            f'keytab = {{ file = "{forest.service_keytab}" }}\nkdcs = [{kdcs}]'
+        )
+    return f'user = "{forest.admin_dn}"\npassword = {{ env = "LAB_LDAP_PASSWORD" }}'
+
+
+def _config(path: Path, forest: SambaForest, auth: str = "simple") -> Path:
     dcs = "\n".join(
         f'[[forests.dcs]]\nfqdn = "{dc.fqdn}"\naddress = "{dc.address}"\n'
         f"ldap_port = {dc.ldaps_port}"
@@ -40,8 +52,7 @@ ldap_hosts = ["{forest.dcs[0].fqdn}"]
 [forests.ldap]
 tls = "ldaps"
 ca_file = "{forest.ca_file}"
-user = "{forest.admin_dn}"
-password = {{ env = "LAB_LDAP_PASSWORD" }}
+{_ldap_settings(forest, auth)}
 {dcs}
 """,
         encoding="utf-8",
@@ -58,15 +69,27 @@ def worker(tmp_path: Path, env: dict[str, str]) -> Iterator[BotProcess]:
 
 
 @pytest.fixture
+def ldap_auth() -> str:
+    """How the worker binds to LDAP (tests parametrize it)."""
+    return "simple"
+
+
+@pytest.fixture
 def env(
-    tmp_path: Path, redis_url: str, slack_env: dict[str, str], healthy_forest: SambaForest
+    tmp_path: Path,
+    redis_url: str,
+    slack_env: dict[str, str],
+    healthy_forest: SambaForest,
+    ldap_auth: str,
 ) -> dict[str, str]:
     return http_env(
         slack_env,
         REDIS_URL=redis_url,
-        AD1411_CONFIG=str(_config(tmp_path / "c.toml", healthy_forest)),
+        AD1411_CONFIG=str(_config(tmp_path / "c.toml", healthy_forest, ldap_auth)),
         ALERT_WEBHOOK_TOKEN=TOKEN,
         LAB_LDAP_PASSWORD=healthy_forest.admin_password,
+        # a ticket cache that does not exist: a worker leaning on kinit would fail
+        KRB5CCNAME=f"FILE:{tmp_path / 'no-kinit-ccache'}",
     )
 
 
@@ -78,12 +101,15 @@ def _thread(emulator: SlackEmulator, ts: str, words: str) -> list[dict[str, Any]
     ]
 
 
+@pytest.mark.parametrize("ldap_auth", ["simple", "kerberos"])
 async def test_diagnose_button_posts_the_real_cause_in_the_thread(
     tmp_path: Path,
+    *,
     env: dict[str, str],
     worker: BotProcess,
     healthy_forest: SambaForest,
     slack_emulator: SlackEmulator,
+    ldap_auth: str,
 ) -> None:
     forest = healthy_forest
     dc1, dc2 = forest.dcs[0], forest.dcs[1]
@@ -141,6 +167,11 @@ async def test_diagnose_button_posts_the_real_cause_in_the_thread(
         logs = serve_proc.stderr() + worker.stderr()
         everything = logs + json.dumps([c.params for c in slack_emulator.calls()])
         assert forest.admin_password not in everything
+        if ldap_auth == "kerberos":
+            # one ticket from the keytab served both diagnoses (renewed only when due)
+            got = f"Kerberos: got a ticket for {forest.service_principal} (keytab"
+            assert worker.stderr().count(got) == 1
+            assert not (tmp_path / "no-kinit-ccache").exists()
 
 
 async def test_unreachable_directory_is_reported_with_what_to_do(

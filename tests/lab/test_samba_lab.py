@@ -6,9 +6,10 @@ import ssl
 import uuid
 from pathlib import Path
 
+import krb5
 import ldap3
 import pytest
-from ldap3.core.exceptions import LDAPSocketOpenError
+from ldap3.core.exceptions import LDAPBindError, LDAPSocketOpenError
 from ldap3.utils.conv import escape_bytes
 
 from lab.certificates import LabCertificateAuthority
@@ -32,14 +33,23 @@ def _nTDSDSA_dns(forest: SambaForest, dc: int) -> set[str]:
         conn.unbind()
 
 
-def test_every_dc_answers_ldap_and_validated_ldaps(healthy_forest: SambaForest) -> None:
+def test_every_dc_answers_validated_ldaps_and_refuses_binds_in_clear(
+    healthy_forest: SambaForest,
+) -> None:
     for dc in healthy_forest.dcs:
-        for ldaps in (False, True):
-            conn = healthy_forest.connect(dc, ldaps=ldaps)
-            assert conn.bound, conn.result
-            conn.search("", "(objectClass=*)", ldap3.BASE, attributes=["dsServiceName"])
-            assert str(conn.entries[0].dsServiceName.value).lower() == dc.ntds_settings_dn.lower()
-            conn.unbind()
+        conn = healthy_forest.connect(dc)
+        assert conn.bound, conn.result
+        conn.search("", "(objectClass=*)", ldap3.BASE, attributes=["dsServiceName"])
+        assert str(conn.entries[0].dsServiceName.value).lower() == dc.ntds_settings_dn.lower()
+        conn.unbind()
+        # a hardened DC (allow_sasl_over_tls): no simple bind without TLS, anonymous rootDSE ok
+        with pytest.raises(LDAPBindError, match="strongerAuthRequired"):
+            healthy_forest.connect(dc, ldaps=False)
+        anonymous = ldap3.Connection(
+            ldap3.Server(dc.address, port=dc.ldap_port, get_info=ldap3.NONE), auto_bind=True
+        )
+        assert anonymous.search("", "(objectClass=*)", ldap3.BASE, attributes=["dnsHostName"])
+        anonymous.unbind()
         # the FQDN is a valid name for the certificate too, as a client using names sees it
         tls = ldap3.Tls(
             validate=ssl.CERT_REQUIRED,
@@ -176,3 +186,18 @@ def test_reset_returns_the_healthy_baseline(samba_forest: SambaForest) -> None:
         assert samba_forest.server_reference(dc, on=1) == dc.computer_dn
         assert samba_forest.server_reference(dc, on=2) == dc.computer_dn
     assert "was successful" in samba_forest.replicate(2, 1)
+
+
+def test_the_lab_exports_aes_keytabs_for_the_bot_and_the_dcs(samba_forest: SambaForest) -> None:
+    ctx = krb5.init_context()
+
+    def entries(path: Path) -> set[tuple[str, str]]:
+        keytab = krb5.kt_resolve(ctx, f"FILE:{path}".encode())
+        return {(e.principal.name.decode(), krb5.enctype_to_name(e.key.enctype)) for e in keytab}
+
+    service = entries(samba_forest.service_keytab)
+    assert (samba_forest.service_principal, "aes256-cts-hmac-sha1-96") in service
+    hosts = {name for name, _ in entries(samba_forest.dc_keytab)}
+    assert hosts == {f"host/{dc.fqdn}@{samba_forest.realm}" for dc in samba_forest.dcs}
+    for path in (samba_forest.service_keytab, samba_forest.dc_keytab):
+        assert path.stat().st_mode & 0o077 == 0

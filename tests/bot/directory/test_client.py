@@ -161,9 +161,9 @@ def test_ldaps_with_lab_ca_reads_the_forest(samba_forest: Any) -> None:
 
 
 @pytest.mark.samba
-def test_starttls_and_plain_reach_the_same_directory(samba_forest: Any) -> None:
+def test_starttls_reaches_the_same_directory_as_ldaps(samba_forest: Any) -> None:
     seen = []
-    for tls in ("starttls", "none"):
+    for tls in ("starttls", "ldaps"):
         with ldap_client(samba_forest, tls=tls) as client:
             dsas = client.search(
                 samba_forest.configuration_dn, "(objectClass=nTDSDSA)", ["objectGUID"]
@@ -171,6 +171,17 @@ def test_starttls_and_plain_reach_the_same_directory(samba_forest: Any) -> None:
             seen.append(sorted(e.guid() for e in dsas))
     assert seen[0] == seen[1]
     assert {dc.dsa_guid for dc in samba_forest.dcs} <= set(seen[0])
+
+
+@pytest.mark.samba
+def test_a_hardened_dc_refuses_a_simple_bind_in_clear(samba_forest: Any) -> None:
+    # allow_sasl_over_tls, as a hardened DC: the password must not cross the wire in clear.
+    with pytest.raises(DirectoryBindRefused) as caught:
+        ldap_client(samba_forest, tls="none").root_dse()
+    message = str(caught.value)
+    assert "strongerAuthRequired" in message
+    assert 'set ldap.tls = "ldaps"' in message
+    assert samba_forest.admin_password not in message
 
 
 @pytest.mark.samba
@@ -284,8 +295,11 @@ def test_password_never_reaches_logs(samba_forest: Any, caplog: pytest.LogCaptur
     caplog.set_level(logging.DEBUG)
     set_library_log_detail_level(EXTENDED)
     try:
-        with ldap_client(samba_forest, tls="none") as plain:
-            plain.root_dse()
+        with (
+            ldap_client(samba_forest, tls="none") as plain,
+            pytest.raises(DirectoryBindRefused),
+        ):
+            plain.root_dse()  # refused in clear by the hardened DC, still never logged
         with ldap_client(samba_forest) as tls_client:
             tls_client.search(samba_forest.configuration_dn, "(objectClass=nTDSDSA)", ["cn"])
         failing = ldap_client(samba_forest, password=wrong)
@@ -310,16 +324,6 @@ def test_ntlm_bind_against_samba_is_refused_with_advice(samba_forest: Any) -> No
         client.root_dse()
     assert "ntlm bind" in str(caught.value)
     assert "Samba does not accept" in str(caught.value)
-
-
-def test_kerberos_without_gssapi_is_a_config_error() -> None:
-    with pytest.raises(ConfigError, match="gssapi"):
-        DirectoryClient(
-            forest="corp.example.com",
-            hosts=["dc1.corp.example.com"],
-            ldap=LdapSection(auth="kerberos"),
-            password=None,
-        )
 
 
 def test_bad_auth_settings_are_config_errors(tmp_path: Path) -> None:
