@@ -20,7 +20,7 @@ from bot.config import ForestSection, Settings
 from bot.directory.client import DirectoryClient
 from bot.directory.gather import diagnose
 from bot.directory.model import Diagnosis
-from bot.errors import Ad1411Error, ConfigError
+from bot.errors import Ad1411Error
 from bot.procedure import outcomes
 from bot.procedure.approval import Actor
 from bot.procedure.model import Procedure, ProcedureStatus, StepStatus
@@ -90,18 +90,6 @@ class RunLog:
         return "\n".join(self.outputs)
 
 
-def _secret(forest: ForestSection, which: str) -> str | None:
-    ref = forest.ldap.password if which == "ldap" else forest.winrm.password
-    if ref is None:
-        return None
-    try:
-        return ref.resolve()
-    except (KeyError, OSError) as exc:
-        raise ConfigError(
-            [f"forests[{forest.name}].{which}.password: {ref.describe()} cannot be read: {exc}"]
-        ) from None
-
-
 class OperationRunner:
     """Runs one procedure's operations: WinRM commands and directory operations (in threads)."""
 
@@ -114,9 +102,7 @@ class OperationRunner:
         self.forest = forest
         self.settings = settings
         self.record = record
-        self.executor = WinrmExecutor(
-            forest.winrm, password=_secret(forest, "winrm"), overrides=forest.dcs
-        )
+        self.executor = WinrmExecutor.for_forest(forest)
 
     async def run(self, op: Op, log_: RunLog) -> Reading:
         """One operation, read through its parser."""
