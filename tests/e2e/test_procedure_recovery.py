@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import re
 from collections.abc import AsyncIterator
@@ -125,6 +126,7 @@ async def test_serve_and_worker_restarted_mid_procedure_the_old_buttons_still_wo
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     lab = DcLab(FOREST, tmp_path / "dcsim")
+    stack = contextlib.ExitStack()
     try:
         dcs = [
             lab.add_dc(f"dc{i}.{FOREST}", auth="ntlm", user=DCSIM_USER, password=DCSIM_PASSWORD)
@@ -160,14 +162,19 @@ async def test_serve_and_worker_restarted_mid_procedure_the_old_buttons_still_wo
             return None
 
         async def wait_step(ts: str, key: str, state: str) -> dict[str, Any]:
-            found = await slack_emulator.wait_for_async(
-                lambda: (m := proc_msg(ts)) is not None and step_state(m, key) == state and m,
-                timeout=90,
-            )
+            try:
+                found = await slack_emulator.wait_for_async(
+                    lambda: (m := proc_msg(ts)) is not None and step_state(m, key) == state and m,
+                    timeout=90,
+                )
+            except TimeoutError:
+                thread = [str(m.get("text")) for m in slack_emulator.messages("C0INCIDENT")]
+                raise AssertionError(f"step {key} never {state}; the channel: {thread}") from None
             assert isinstance(found, dict)
             return found
 
         worker = BotProcess(["worker"], env, tmp_path / "worker-1.log")
+        stack.callback(worker.stop)
         worker.wait_for_line(READY)
         with serve(env, tmp_path, "serve-1") as (_, url):
             iid = await alert(url, ROOT)
@@ -175,7 +182,9 @@ async def test_serve_and_worker_restarted_mid_procedure_the_old_buttons_still_wo
             incident = (
                 await slack_emulator.wait_for_async(
                     lambda: [
-                        m for m in slack_emulator.messages("C0INCIDENT") if "thread_ts" not in m
+                        m
+                        for m in slack_emulator.messages("C0INCIDENT")
+                        if m.get("thread_ts") in (None, m["ts"])  # a parent with replies has one
                     ],
                     timeout=30,
                 )
@@ -192,7 +201,8 @@ async def test_serve_and_worker_restarted_mid_procedure_the_old_buttons_still_wo
             driver = SlackDriver(
                 slack_emulator, signing_secret=secret, bot_url=url + "/slack/events"
             )
-            await driver.click(incident, text="Start procedure", user_id=RESPONDER)
+            started = await driver.click(incident, text="Start procedure", user_id=RESPONDER)
+            assert started.status == 200, started.body
             posted = await slack_emulator.wait_for_async(
                 lambda: proc_msg(incident["ts"]), timeout=30
             )
@@ -202,6 +212,7 @@ async def test_serve_and_worker_restarted_mid_procedure_the_old_buttons_still_wo
         worker.stop()
         # Both processes are new; the message in Slack is the one posted before.
         worker = BotProcess(["worker"], env, tmp_path / "worker-2.log")
+        stack.callback(worker.stop)
         worker.wait_for_line(READY)
         try:
             with serve(env, tmp_path, "serve-2") as (_, url):
@@ -216,6 +227,7 @@ async def test_serve_and_worker_restarted_mid_procedure_the_old_buttons_still_wo
         reporter = lab.dc(REPORTER).registry_value("RepsTo Failure Time (sec)")
         assert reporter is not None and reporter.data == 60
     finally:
+        stack.close()  # every worker process this test started, whatever happened
         lab.stop()
 
 
