@@ -326,7 +326,7 @@ def test_showrepl_refuses_a_status_whose_forms_disagree() -> None:
         text.replace("-2146893022 (", "2146893022 (", 1),
         text.replace("-2146893022 (", "-99999999999 (", 1),
     ):
-        with pytest.raises(UnrecognizedOutput, match="32-bit|expected"):
+        with pytest.raises(UnrecognizedOutput, match=r"32-bit|expected"):
             parse_showrepl(CommandOutput(garbled, "", 0))
     # The unsigned decimal of the same 32-bit value is the same status.
     unsigned = text.replace("-2146893022 (", "2148074274 (")
