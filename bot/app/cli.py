@@ -90,6 +90,7 @@ def _cmd_output_parse(args: argparse.Namespace) -> int:
         decode_transcript,
         read_output,
     )
+    from bot.windows.repadmin import format_status  # noqa: PLC0415
 
     command = KINDS[args.kind]
     try:
@@ -106,7 +107,9 @@ def _cmd_output_parse(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     except WindowsCommandError as exc:
         print(
-            f"ad1411: {command} printed a failure report, not its output: {exc}", file=sys.stderr
+            f"ad1411: {command} printed a failure report, not its output: status "
+            f"{format_status(exc.code)}: {exc.message}",
+            file=sys.stderr,
         )
         return EXIT_USAGE
     print(json.dumps(reading, indent=2))

@@ -312,9 +312,10 @@ def read_repadmin_add(output: CommandOutput) -> AddLinkReport:
         outcome = AddLinkOutcome.ALREADY_EXISTS if exists else AddLinkOutcome.FAILED
         return AddLinkReport(outcome, None, None, failure.code, failure.message)
     cur, shown = _nonblank(output, command)
-    if len(shown) != 1:
-        raise cur.fail(ADD_EXPECTED + " alone", at=shown[1] if len(shown) > 1 else None)
-    cur.i = shown[0]
+    stray = [i for i in shown if not _ADD_OK.match(cur.lines[i])]
+    if len(shown) > 1:
+        raise cur.fail(ADD_EXPECTED + " alone", at=stray[0] if stray else shown[1])
+    cur.i = shown[0] if shown else 0
     if _ADD_ENQUEUED.match(cur.lines[cur.i]):
         raise cur.fail(ADD_EXPECTED + " (an enqueued /async add is not confirmed)", at=cur.i)
     match = cur.expect(_ADD_OK, ADD_EXPECTED)
