@@ -137,9 +137,7 @@ class _Lines:
             why = f"line {index + 1}: expected {expected}, got {shown_line(self.lines[index])}"
         else:
             why = f"line {index + 1}: expected {expected}, but the output ends there"
-        return UnrecognizedOutput(
-            self.command, self.output, why, line=index + 1, expected=expected
-        )
+        return UnrecognizedOutput(self.command, self.output, why, line=index + 1, expected=expected)
 
 
 def _nonblank(output: CommandOutput, command: str) -> tuple[_Lines, list[int]]:
@@ -594,9 +592,7 @@ def parse_showrepl_csv(output: CommandOutput) -> tuple[ReplicationLink, ...]:
     cur.skip_blank()
     if cur.peek() is None or not cur.lines[cur.i].startswith("showrepl_COLUMNS,"):
         raise cur.fail("the 'showrepl_COLUMNS,...' header")
-    header = [
-        _CSV_COLUMN_ALIASES.get(c.strip(), c.strip()) for c in next(csv.reader([cur.take()]))
-    ]
+    header = [_CSV_COLUMN_ALIASES.get(c.strip(), c.strip()) for c in next(csv.reader([cur.take()]))]
     if sorted(header) != sorted(CSV_COLUMNS):
         raise cur.fail("the columns " + ", ".join(CSV_COLUMNS[1:]), at=cur.i - 1)
     links: list[ReplicationLink] = []

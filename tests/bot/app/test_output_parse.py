@@ -52,8 +52,8 @@ def test_a_kerberos_showrepl_file_gives_its_reading(eol: str, tmp_path: Path) ->
 
 @pytest.mark.parametrize("eol", ["\r\n", "\n"], ids=["crlf", "lf"])
 def test_add_success_and_reported_failure_from_stdin(eol: str) -> None:
-    added = (SAMPLES / "repadmin_add_success.stdout.txt").read_bytes().replace(
-        b"\r\n", eol.encode()
+    added = (
+        (SAMPLES / "repadmin_add_success.stdout.txt").read_bytes().replace(b"\r\n", eol.encode())
     )
     res = _cli("add", "-", stdin=added)
     assert res.returncode == 0, res.stderr

@@ -81,9 +81,7 @@ def test_showrepl_and_csv_print_a_kerberos_failure_as_a_signed_status(
     statuses = {r.last_failure_status for r in parse_showrepl_csv(rows) if r.source_dc == "DC2"}
     assert statuses == {-2146893022}
     reading = read_output("showrepl-csv", rows.stdout)
-    assert {n["last_result"] for n in reading["neighbors"] if n["source"] == "DC2"} == {
-        -2146893022
-    }
+    assert {n["last_result"] for n in reading["neighbors"] if n["source"] == "DC2"} == {-2146893022}
 
 
 def test_replsummary_lists_a_dc_that_is_down_and_is_not_healthy(dcsim_forest: SimForest) -> None:

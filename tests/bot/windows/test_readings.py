@@ -91,10 +91,10 @@ def test_every_sample_gives_a_reading_with_the_contract_fields(
     reading = read_output(kind, sample(name, eol))
     if kind in ("showrepl", "showrepl-csv"):
         assert {"dc", "neighbors"} <= reading.keys()
-        assert all(NEIGHBOR_FIELDS <= n.keys() for n in reading["neighbors"])
+        assert all(n.keys() >= NEIGHBOR_FIELDS for n in reading["neighbors"])
     elif kind == "replsummary":
         assert {"healthy", "sources", "destinations", "operational_errors"} <= reading.keys()
-        assert all(ROW_FIELDS <= r.keys() for r in reading["sources"] + reading["destinations"])
+        assert all(r.keys() >= ROW_FIELDS for r in reading["sources"] + reading["destinations"])
     elif kind == "options":
         assert set(reading) == {"current", "new"}
     elif kind == "add":
