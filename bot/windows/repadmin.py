@@ -653,9 +653,10 @@ class SummaryRow:
 
 @dataclass(frozen=True)
 class ReplSummary:
-    """`repadmin /replsummary`: per source and per destination DSA, plus unreachable DCs."""
+    """`repadmin /replsummary`: per source and per destination DSA, plus unreachable DCs.
+    `start_time` is None when the first line was left out (a pasted excerpt)."""
 
-    start_time: datetime
+    start_time: datetime | None
     sources: tuple[SummaryRow, ...]
     destinations: tuple[SummaryRow, ...]
     operational_errors: tuple[tuple[int, str], ...] = ()
@@ -683,7 +684,7 @@ _SUMMARY_ROW = re.compile(
     r"(?:\s+\((?P<code>-?\d{1,10})\)(?:\s+(?P<msg>\S.*?))?)?\s*$"
 )
 _DELTA = re.compile(r"^(?:(?P<d>\d+)d\.)?(?:(?P<h>\d+)h:)?(?:(?P<m>\d+)m)?:(?P<s>\d+)s$")
-_OPERATIONAL_ERROR = re.compile(r"^\s+(?P<code>-?\d{1,10}) - (?P<dc>\S+)\s*$")
+_OPERATIONAL_ERROR = re.compile(r"^\s*(?P<code>-?\d{1,10}) - (?P<dc>\S+)\s*$")
 _START = re.compile(r"^Replication Summary Start Time: (?P<when>.+)$")
 
 
@@ -698,7 +699,7 @@ def format_delta(delta: timedelta) -> str:
     hours, rest = divmod(rest, 3600)
     minutes, secs = divmod(rest, 60)
     if days:
-        return f"{days}d.{hours:02}h:{minutes:02}m:{secs:02}s"
+        return f"{days:02}d.{hours:02}h:{minutes:02}m:{secs:02}s"
     if hours:
         return f"{hours:02}h:{minutes:02}m:{secs:02}s"
     if minutes:
@@ -712,6 +713,16 @@ def _parse_delta(text: str, cur: _Lines) -> timedelta:
         raise cur.fail("a largest delta such as 09m:15s, 01h:02m:03s or 17d.05h:32m:47s")
     parts = {k: int(v) if v else 0 for k, v in match.groupdict().items()}
     return timedelta(days=parts["d"], hours=parts["h"], minutes=parts["m"], seconds=parts["s"])
+
+
+def _summary_status(text: str | None, cur: _Lines) -> int | None:
+    # /replsummary prints HRESULTs unsigned ("(2148074274)"), /showrepl signed: one value here.
+    if text is None:
+        return None
+    value = int(text)
+    if not -(2**31) <= value < 2**32:
+        raise cur.fail("a 32-bit status in parentheses")
+    return as_signed(value)
 
 
 def _is_table_end(line: str) -> bool:
@@ -742,7 +753,7 @@ def _summary_rows(cur: _Lines) -> tuple[SummaryRow, ...]:
                 fails=fails,
                 total=total,
                 percent=pct,
-                error=int(match["code"]) if match["code"] else None,
+                error=_summary_status(match["code"], cur),
                 error_message=(match["msg"] or "").strip(),
                 over_60_days=delta_text == DELTA_OVER_60_DAYS,
             )
@@ -757,10 +768,12 @@ def parse_replsummary(output: CommandOutput) -> ReplSummary:
     _raise_reported_failure(command, output)
     cur = _Lines(_content(output), command, output)
     cur.skip_blank()
-    when = cur.expect(_START, "'Replication Summary Start Time: YYYY-MM-DD hh:mm:ss'")
-    start = _parse_time(when["when"].strip(), cur)
-    if start is None:
-        raise cur.fail("a start time, not (never)", at=cur.i - 1)
+    start: datetime | None = None
+    if not _words(cur.peek() or "").startswith("Source DSA"):
+        when = cur.expect(_START, "'Replication Summary Start Time: YYYY-MM-DD hh:mm:ss'")
+        start = _parse_time(when["when"].strip(), cur)
+        if start is None:
+            raise cur.fail("a start time, not (never)", at=cur.i - 1)
     cur.skip_blank()
     if (cur.peek() or "").startswith("Beginning data collection"):
         cur.take()

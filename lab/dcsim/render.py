@@ -31,7 +31,7 @@ from bot.windows.repadmin import (
     format_status,
     order_dsa_options,
 )
-from bot.windows.win32 import as_signed, win32_message
+from bot.windows.win32 import as_signed, as_u32, win32_message
 from lab.dcsim.state import DEFAULT_SITE
 
 CRLF = "\r\n"
@@ -285,7 +285,8 @@ def _summary_row(row: SummaryRow) -> str:
         delta = DELTA_UNKNOWN
     else:
         delta = format_delta(row.largest_delta)
-    error = "" if row.error is None else f"({as_signed(row.error)}) {row.error_message}"
+    # Unsigned here, unlike /showrepl: "(2148074274) The target principal name is incorrect."
+    error = "" if row.error is None else f"({as_u32(row.error)}) {row.error_message}"
     # The delta ends in column 34 however long the name and the delta are (one space at least).
     name_and_delta = row.dsa + " " * max(1, 33 - len(row.dsa) - len(delta)) + delta
     return f" {name_and_delta} {row.fails:>4} / {row.total:>3} {row.percent:>4}  {error}"
@@ -297,13 +298,19 @@ def render_replsummary(summary: ReplSummary) -> CommandOutput:
     names = {r.dsa.upper() for r in summary.sources + summary.destinations}
     names |= {dc.split(".", 1)[0].upper() for _, dc in summary.operational_errors}
     dots = "." * (len(names) + 3)
-    lines = [
-        f"Replication Summary Start Time: {_time(summary.start_time)}",
-        "",
-        "Beginning data collection for replication summary, this may take awhile:",
-        f"  {dots}",
-        "",
-        "",
+    lines = (
+        [
+            f"Replication Summary Start Time: {_time(summary.start_time)}",
+            "",
+            "Beginning data collection for replication summary, this may take awhile:",
+            f"  {dots}",
+            "",
+            "",
+        ]
+        if summary.start_time is not None
+        else []
+    )
+    lines += [
         SOURCE_HEADER,
         *(_summary_row(r) for r in summary.sources),
         "",

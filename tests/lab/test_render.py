@@ -286,7 +286,12 @@ def test_reg_change_shutdown_and_errors_parse_as_windows_would() -> None:
 
 @pytest.mark.parametrize(
     "name",
-    ["showrepl_healthy.stdout.txt", "showrepl_8589.stdout.txt", "showrepl_kerberos.stdout.txt"],
+    [
+        "showrepl_healthy.stdout.txt",
+        "showrepl_8589.stdout.txt",
+        "showrepl_kerberos.stdout.txt",
+        "showrepl_qna_secondary.stdout.txt",
+    ],
 )
 def test_showrepl_renders_like_the_sample(name: str) -> None:
     text = sample(name)

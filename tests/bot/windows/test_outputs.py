@@ -467,6 +467,44 @@ def test_replsummary_rows_without_leading_space_and_with_signed_errors(eol: str)
 
 
 @EOLS
+def test_replsummary_of_the_published_kerberos_case(eol: str) -> None:
+    # Microsoft Q&A 2337120: rows without indentation, the status unsigned, the unreachable
+    # RODC listed between the two tables; on the other DC the first line was left out.
+    primary = parse_replsummary(out("replsummary_qna_primary.stdout.txt", eol=eol))
+    assert [(r.dsa, r.fails, r.error) for r in primary.sources] == [
+        ("Primary-DC", 5, -2146893022),
+        ("Secondary-DC", 0, None),
+    ]
+    assert primary.sources[0].largest_delta == timedelta(days=1, hours=4, minutes=33, seconds=54)
+    assert primary.operational_errors == ((58, "RODC.domain.com"),)
+    assert [r.dsa for r in primary.destinations] == ["Primary-DC", "Secondary-DC"]
+    assert not primary.healthy
+    secondary = parse_replsummary(out("replsummary_qna_secondary.stdout.txt", eol=eol))
+    assert secondary.start_time is None
+    assert secondary.operational_errors == (
+        (8341, "Primary-DC.domain.com"),
+        (58, "RODC.domain.com"),
+    )
+    assert secondary.destinations[0].error_message == "The target principal name is incorrect."
+
+
+@EOLS
+def test_showrepl_of_the_published_kerberos_case(eol: str) -> None:
+    report = parse_showrepl(out("showrepl_qna_secondary.stdout.txt", eol=eol))
+    assert [
+        (n.naming_context.split(",")[0], n.result, n.consecutive_failures) for n in report.inbound
+    ] == [
+        ("DC=domain", -2146893022, 58),
+        ("CN=Configuration", -2146893022, 43),
+        ("CN=Schema", -2146893022, 34),
+        ("DC=DomainDnsZones", 1256, 106),
+        ("DC=ForestDnsZones", -2146893022, 198),
+    ]
+    (failure,) = report.source_failures
+    assert (failure.failures, failure.last_error) == (197, -2146893022)
+
+
+@EOLS
 def test_localized_output_is_refused_by_name(eol: str) -> None:
     with pytest.raises(UnrecognizedOutput) as refused:
         parse_replsummary(out("replsummary_russian.stdout.txt", eol=eol))

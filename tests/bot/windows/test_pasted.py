@@ -118,9 +118,7 @@ def test_a_reason_never_quotes_what_was_pasted(secret: str) -> None:
 
 def test_the_reply_is_bounded_and_escaped() -> None:
     block = sample("showrepl_8589.stdout.txt")
-    many = "".join(
-        block.replace("LIVDC01", f"LIV<{i}>") for i in range(MAX_LINKS_SHOWN * 2)
-    )
+    many = "".join(block.replace("LIVDC01", f"LIV<{i}>") for i in range(MAX_LINKS_SHOWN * 2))
     reading = read_pasted(many, IncidentTarget(HOUDC01_GUID))
     said = pasted_reading_text(reading, IncidentTarget(HOUDC01_GUID, "houdc01.corp.example.com"))
     assert len(reading.failing) == MAX_LINKS_SHOWN * 4
