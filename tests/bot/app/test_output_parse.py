@@ -10,6 +10,8 @@ from pathlib import Path
 
 import pytest
 
+from bot.app.cli import main
+
 SAMPLES = Path(__file__).parents[1] / "windows" / "outputs"
 
 
@@ -106,3 +108,44 @@ def test_wrong_kind_missing_file_and_failure_reports(tmp_path: Path) -> None:
     res = _cli("dcdiag", "-", stdin=b"")
     assert res.returncode == 2 and b"Traceback" not in res.stderr
     assert b"invalid choice" in res.stderr
+
+
+# Every shape the issue names, through the CLI's own entry point (in process: fast enough to
+# run each with CRLF and LF): (kind, sample, exit code, what the reading or the error says).
+SHAPES = [
+    ("add", "repadmin_add_success.stdout.txt", 0, '"outcome": "added"'),
+    ("add", "repadmin_add_success_spaced.stdout.txt", 0, '"source": "LONEMEADC.Emea.contoso.com"'),
+    ("add", "repadmin_add_exists.stdout.txt", 0, '"outcome": "already_exists"'),
+    ("add", "repadmin_add_bad_nc_w2000.stdout.txt", 0, '"status": 8440'),
+    ("kcc", "repadmin_kcc_remote.stdout.txt", 0, '"site": "Default-First-Site-Name"'),
+    ("kcc", "repadmin_kcc_site_options.stdout.txt", 0, '"site_options": "(None)"'),
+    ("showrepl", "showrepl_qna_secondary.stdout.txt", 0, '"last_result": -2146893022'),
+    ("showrepl-csv", "showrepl_kerberos.csv.stdout.txt", 0, '"last_result": -2146893022'),
+    ("replsummary", "replsummary_empty_tables.stdout.txt", 0, '"healthy": false'),
+    ("replsummary", "replsummary_qna_primary.stdout.txt", 0, '"error": -2146893022'),
+    ("replsummary", "replsummary_kerberos_unindented.stdout.txt", 0, '"fails": 6'),
+    ("options", "repadmin_options_disable_xlate.stdout.txt", 0, '"DISABLE_NTDSCONN_XLATE"'),
+    ("reg-query", "reg_not_found.stderr.txt", 0, '"present": false'),
+    ("replsummary", "replsummary_russian.stdout.txt", 2, "not in English (Cyrillic letters)"),
+    ("add", "repadmin_kcc_remote.stdout.txt", 2, "line 2: expected 'One-way replication"),
+    ("kcc", "repadmin_add_success.stdout.txt", 2, "line 1: expected 'Consistency check on"),
+    ("showrepl-csv", "showrepl_truncated.stdout.txt", 2, "line 2: expected the 'showrepl_COLUMNS"),
+    ("reg-query", "repadmin_add_exists.stdout.txt", 2, "line 1: expected the key line"),
+]
+
+
+@pytest.mark.parametrize("eol", ["\r\n", "\n"], ids=["crlf", "lf"])
+@pytest.mark.parametrize("shape", SHAPES, ids=[f"{k}:{n}" for k, n, _, _ in SHAPES])
+def test_each_shape_through_the_cli(
+    shape: tuple[str, str, int, str], eol: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    kind, name, code, says = shape
+    path = _with_eol(name, eol, tmp_path)
+    assert main(["output", "parse", kind, str(path)]) == code
+    captured = capsys.readouterr()
+    if code == 0:
+        assert says in captured.out and captured.err == ""
+        json.loads(captured.out)
+    else:
+        assert captured.out == ""
+        assert says in captured.err and captured.err.count("\n") == 1
