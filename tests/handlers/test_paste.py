@@ -155,6 +155,6 @@ async def test_a_replsummary_snippet_is_read_through_files_info(bot: InProcessBo
     assert said.startswith("*Read `repadmin /replsummary`*")
     assert "DC02 as source: *8524* DNS lookup failure; 1 failing link(s)" in said
     assert "HOUDC01 as source: *8589*" in said
-    assert "dc3.corp.example.com did not answer: *58*" in said
+    assert "dc3.corp.example.com did not answer: *58* the DC did not answer the request" in said
     calls = bot.emulator.calls("files.info")
     assert [c.params.get("file") for c in calls] == [snippet["id"]]
