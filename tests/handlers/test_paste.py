@@ -158,3 +158,16 @@ async def test_a_replsummary_snippet_is_read_through_files_info(bot: InProcessBo
     assert "dc3.corp.example.com did not answer: *58* the DC did not answer the request" in said
     calls = bot.emulator.calls("files.info")
     assert [c.params.get("file") for c in calls] == [snippet["id"]]
+
+
+async def test_a_slack_retry_of_a_paste_is_answered_once(bot: InProcessBot) -> None:
+    _, ts = await _incident(bot, dsa_guid(305))
+    before = len(_bot_replies(bot, ts))
+    csv = (SAMPLES / "showrepl_kerberos.csv.stdout.txt").read_text(encoding="utf-8")
+    first = await bot.driver.message_event(CHANNEL, f"```{csv}```", thread_ts=ts)
+    said = await _next_reply(bot, ts, before)
+    assert said.startswith("*Read `repadmin /showrepl /csv`* (CONTOSODC2): 2 link(s), 2 failing.")
+    again = await bot.driver.replay(first.request)
+    assert again.status == 200
+    await bot.ctx.drain()
+    assert len(_bot_replies(bot, ts)) == before + 1
