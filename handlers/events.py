@@ -1,4 +1,5 @@
-"""Messages in alert channels: 1411 events posted by other integrations open incidents."""
+"""Messages: 1411 events posted by other integrations in alert channels open incidents;
+replies in an incident's thread go to `handlers.paste` (pasted repadmin output)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ from slack_bolt.async_app import AsyncApp, AsyncBoltContext
 
 from bot.alerts.formats import find_alerts_in_text
 from bot.errors import AlertRejected
+from handlers import paste
 from handlers.context import ServeContext
 from handlers.intake import check_forests, take_alerts
 from handlers.render.text import mrkdwn_escape
@@ -36,6 +38,8 @@ def register(app: AsyncApp, ctx: ServeContext) -> None:
     async def on_message(
         event: dict[str, Any], body: dict[str, Any], context: AsyncBoltContext
     ) -> None:
+        if await paste.take(ctx, event, body, context):
+            return
         channel = str(event.get("channel", ""))
         if channel not in ctx.settings.file.slack.alert_channels:
             return

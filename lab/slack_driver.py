@@ -400,13 +400,20 @@ class SlackDriver:
         bot_id: str | None = None,
         thread_ts: str | None = None,
         blocks: list[dict[str, Any]] | None = None,
+        files: list[dict[str, Any]] | None = None,
     ) -> BotResponse:
-        """Someone (or an integration, with bot_id) posts in channel; the bot gets the event."""
+        """Someone (or an integration, with bot_id) posts in channel; the bot gets the event.
+
+        `files` are file objects from `workspace.add_file`: the message shares them, as an
+        upload (or a text snippet) in Slack does.
+        """
         content: dict[str, Any] = {"text": text}
         if thread_ts:
             content["thread_ts"] = thread_ts
         if blocks is not None:
             content["blocks"] = blocks
+        if files:
+            content.update(files=files, upload=True, subtype="file_share")
         if bot_id:
             content.update(subtype="bot_message", bot_id=bot_id)
         message = self.emulator.workspace.post_message(channel, content, user=user)

@@ -170,6 +170,15 @@ def users_info(ws: SlackWorkspace, params: Params) -> Answer:
     return {"ok": True, "user": ws.user(params.get("user")).to_api(ws.team_id)}
 
 
+def files_info(ws: SlackWorkspace, params: Params) -> Answer:
+    """files.info: the file object, and the text itself for text files and snippets."""
+    obj, content = ws.file(params.get("file"))
+    answer: Answer = {"ok": True, "file": obj, "comments": [], "response_metadata": {}}
+    if str(obj.get("mimetype", "")).startswith("text/"):
+        answer.update(content=content, is_truncated=False)
+    return answer
+
+
 def usergroups_users_list(ws: SlackWorkspace, params: Params) -> Answer:
     """usergroups.users.list."""
     return {"ok": True, "users": ws.usergroup_members(params.get("usergroup"))}
@@ -221,6 +230,7 @@ METHODS: dict[str, Method] = {
     "conversations.info": conversations_info,
     "conversations.replies": conversations_replies,
     "users.info": users_info,
+    "files.info": files_info,
     "usergroups.users.list": usergroups_users_list,
     "views.open": views_open,
     "views.update": views_update,

@@ -171,6 +171,9 @@ class SlackWorkspace:
     _homes: dict[str, dict[str, Any]] = field(default_factory=dict, init=False, repr=False)
     _response_urls: dict[str, ResponseUrl] = field(default_factory=dict, init=False, repr=False)
     _triggers: dict[str, float] = field(default_factory=dict, init=False, repr=False)
+    _files: dict[str, tuple[dict[str, Any], str]] = field(
+        default_factory=dict, init=False, repr=False
+    )
     trigger_ttl: float = 10.0  # Slack allows 3 s; longer here so slow CI machines do not flake
 
     def __post_init__(self) -> None:
@@ -440,6 +443,48 @@ class SlackWorkspace:
                 raise SlackApiFailure("invalid_trigger_id")
             if time.monotonic() - issued > self.trigger_ttl:
                 raise SlackApiFailure("expired_trigger_id")
+
+    # -- files -----------------------------------------------------------------------------
+
+    def add_file(
+        self,
+        name: str,
+        content: str,
+        *,
+        user: str,
+        filetype: str = "text",
+        mimetype: str = "text/plain",
+    ) -> dict[str, Any]:
+        """Store an uploaded file (a text snippet by default); returns its file object."""
+        with self._lock:
+            file_id = "F" + secrets.token_hex(5).upper()
+            size = len(content.encode("utf-8"))
+            obj = {
+                "id": file_id,
+                "created": int(time.time()),
+                "name": name,
+                "title": name,
+                "mimetype": mimetype,
+                "filetype": filetype,
+                "pretty_type": "Plain Text" if filetype == "text" else filetype,
+                "user": user,
+                "mode": "snippet" if filetype == "text" else "hosted",
+                "editable": filetype == "text",
+                "is_external": False,
+                "size": size,
+                "url_private": f"https://files.slack.com/files-pri/{self.team_id}-{file_id}/{name}",
+                "permalink": f"https://{self.domain}.slack.com/files/{user}/{file_id}/{name}",
+            }
+            self._files[file_id] = (obj, content)
+            return copy.deepcopy(obj)
+
+    def file(self, file_id: object) -> tuple[dict[str, Any], str]:
+        """A file object and its content (files.info); file_not_found like Slack."""
+        with self._lock:
+            found = self._files.get(file_id) if isinstance(file_id, str) else None
+            if found is None:
+                raise SlackApiFailure("file_not_found")
+            return copy.deepcopy(found[0]), found[1]
 
     # -- views -----------------------------------------------------------------------------
 

@@ -9,7 +9,15 @@ import redis.asyncio
 
 from state.audit import AUDIT_MAXLEN, AuditLog
 from state.codec import text, text_map
-from state.keys import GLOBAL_AUDIT, OPEN_INCIDENTS, IncidentKeys, incident_tag, parse_incident_id
+from state.keys import (
+    GLOBAL_AUDIT,
+    INCIDENT_THREADS,
+    OPEN_INCIDENTS,
+    IncidentKeys,
+    incident_tag,
+    parse_incident_id,
+    thread_field,
+)
 from state.scripts import LuaScripts
 
 
@@ -139,9 +147,16 @@ class IncidentStore:
         """Remember the Slack message of the incident; False when one was already recorded."""
         tag, _ = parse_incident_id(incident_id)
         res = await self.scripts(
-            "set_message", [IncidentKeys(tag).incident], [incident_id, channel, ts]
+            "set_message",
+            [IncidentKeys(tag).incident, INCIDENT_THREADS],
+            [incident_id, channel, ts],
         )
         return int(res) == 1
+
+    async def by_thread(self, channel: str, thread_ts: str) -> str | None:
+        """The id of the incident whose message opened the thread (channel, thread_ts)."""
+        raw = await self.client.hget(INCIDENT_THREADS, thread_field(channel, thread_ts))
+        return text(raw) if raw else None
 
     async def close(self, incident_id: str, *, actor: str, reason: str) -> bool:
         """Close an open incident; False when it was not open."""

@@ -52,3 +52,10 @@ JOBS_STREAM = f"{PREFIX}:jobs"
 JOBS_GROUP = "workers"
 WORKERS = f"{PREFIX}:workers"
 ACTIVE_PROCEDURES = f"{PREFIX}:procedures:active"
+# channel:ts of each incident message -> incident id (a reply in a thread finds its incident).
+INCIDENT_THREADS = f"{PREFIX}:incident-threads"
+
+
+def thread_field(channel: str, thread_ts: str) -> str:
+    """The INCIDENT_THREADS field of the thread of message `thread_ts` in `channel`."""
+    return f"{channel}:{thread_ts}"

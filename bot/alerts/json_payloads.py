@@ -245,6 +245,33 @@ def _azure_common(doc: dict[str, object], found: Found) -> None:
         )
 
 
+def _azure_legacy_log_alert(doc: dict[str, object], found: Found) -> None:
+    """The log search alert webhook from before the common schema (Log Analytics API
+    2018-04-16): `AlertRuleName`, `SearchResult.tables`, `Dimensions`, ..."""
+    until = doc.get("SearchIntervalEndtimeUtc")
+    before = len(found.items)
+    results = doc.get("SearchResult")
+    if isinstance(results, dict) and "tables" in results:
+        _azure_tables(results["tables"], found, "SearchResult.", until)
+    if len(found.items) == before:
+        dimensions = doc.get("Dimensions")
+        row = {
+            d["name"]: d.get("value")
+            for d in (dimensions if isinstance(dimensions, list) else [])
+            if isinstance(d, dict) and isinstance(d.get("name"), str)
+        }
+        if "EventID" in row:
+            found.add("Dimensions", from_azure_row(row, until))
+    if len(found.items) == before:
+        raise AlertRejected(
+            f"SearchResult: the Azure Monitor log alert {shown(doc.get('AlertRuleName'))} carries "
+            "no event rows; expected SearchResult.tables with the Event table's columns "
+            "(EventID, Computer, RenderedDescription or ParameterXml), or Dimensions EventID and "
+            "Computer (set the alert rule to include the search results)",
+            field="SearchResult",
+        )
+
+
 # --- Alertmanager ---------------------------------------------------------------------------
 
 
@@ -329,6 +356,7 @@ _SHAPES: tuple[
 ] = (
     (lambda d: d.get("schemaId") == COMMON_ALERT_SCHEMA, _azure_common),
     (lambda d: "tables" in d, lambda d, sub: _azure_tables(d["tables"], sub, "", None)),
+    (lambda d: "AlertRuleName" in d and "SearchQuery" in d, _azure_legacy_log_alert),
     (lambda d: "alerts" in d, _alertmanager),
     (
         lambda d: "winlog" in d or any(key.startswith("winlog.") for key in d),

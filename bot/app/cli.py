@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import shutil
 import sys
 from datetime import datetime
@@ -102,6 +103,40 @@ def _since_ms(value: str | None) -> int | None:
     if moment.tzinfo is None:
         raise ConfigError([f"--since: {value[:40]!r} has no time zone; add Z or +hh:mm"])
     return int(moment.timestamp() * 1000)
+
+
+def _cmd_output_parse(args: argparse.Namespace) -> int:
+    from bot.windows.output import UnrecognizedOutput, WindowsCommandError  # noqa: PLC0415
+    from bot.windows.readings import (  # noqa: PLC0415
+        KINDS,
+        TranscriptTooLarge,
+        decode_transcript,
+        read_output,
+    )
+    from bot.windows.repadmin import format_status  # noqa: PLC0415
+
+    command = KINDS[args.kind]
+    try:
+        data = sys.stdin.buffer.read() if args.file == "-" else Path(args.file).read_bytes()
+        reading = read_output(args.kind, decode_transcript(data))
+    except OSError as exc:
+        print(f"ad1411: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
+        return EXIT_USAGE
+    except TranscriptTooLarge as exc:
+        print(f"ad1411: {args.file}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except UnrecognizedOutput as exc:
+        print(f"ad1411: not {command} output: {exc.why}", file=sys.stderr)
+        return EXIT_USAGE
+    except WindowsCommandError as exc:
+        print(
+            f"ad1411: {command} printed a failure report, not its output: status "
+            f"{format_status(exc.code)}: {exc.message}",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    print(json.dumps(reading, indent=2))
+    return 0
 
 
 def _cmd_audit_export(args: argparse.Namespace) -> int:
@@ -307,6 +342,17 @@ def build_parser() -> argparse.ArgumentParser:
     parse = alert.add_parser("parse", help="print the normalized alert of FILE (or - for stdin)")
     parse.add_argument("file")
     parse.set_defaults(func=_cmd_alert_parse)
+    from bot.windows.readings import KINDS  # noqa: PLC0415
+
+    output = sub.add_parser("output", help="Windows output tools").add_subparsers(
+        dest="output_cmd", required=True
+    )
+    read = output.add_parser(
+        "parse", help="print what the bot reads in saved command output (FILE or - for stdin)"
+    )
+    read.add_argument("kind", choices=list(KINDS), help="which command printed it")
+    read.add_argument("file")
+    read.set_defaults(func=_cmd_output_parse)
     audit = sub.add_parser("audit", help="audit tools").add_subparsers(
         dest="audit_cmd", required=True
     )
@@ -365,6 +411,10 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_USAGE
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader (`| head`) left: no traceback, and none at exit when stdout is flushed.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
 
 
 if __name__ == "__main__":

@@ -5,7 +5,13 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from bot.windows.output import CommandOutput, UnrecognizedOutput, WindowsCommandError, lines_of
+from bot.windows.output import (
+    CommandOutput,
+    UnrecognizedOutput,
+    WindowsCommandError,
+    lines_of,
+    shown_line,
+)
 
 REG_SUCCESS = "The operation completed successfully."
 REG_NOT_FOUND = "ERROR: The system was unable to find the specified registry key or value."
@@ -47,26 +53,47 @@ def _reg_error(command: str, output: CommandOutput) -> WindowsCommandError | Non
 
 def parse_reg_query(output: CommandOutput, name: str) -> RegistryValue | None:
     """The value `name` from `reg query KEY /v NAME`, or None when reg says it does not exist."""
-    command = f'reg query /v "{name}"'
+    return read_reg_query(output, name)
+
+
+def read_reg_query(output: CommandOutput, name: str | None = None) -> RegistryValue | None:
+    """The one value `reg query KEY /v NAME` printed (checked to be `name` when given), or None
+    for reg's "unable to find" answer."""
+    command = f'reg query /v "{name}"' if name is not None else "reg query"
     if output.exit_code == 1 and REG_NOT_FOUND in lines_of(output.stderr + "\n" + output.stdout):
         return None
     if output.exit_code != 0:
         raise _reg_error(command, output) or UnrecognizedOutput(
             command, output, "non-zero exit code without a reg.exe error line"
         )
-    lines = [line for line in lines_of(output.stdout) if line.strip()]
-    if len(lines) != 2 or not lines[0].startswith("HKEY_"):
-        raise UnrecognizedOutput(command, output, "expected a key line and one value line")
-    match = _VALUE_LINE.match(lines[1].rstrip("\r"))
-    if match is None or match["name"].lower() != name.lower():
-        raise UnrecognizedOutput(command, output, f"no line for value {name!r}")
+    numbered = [(i + 1, line) for i, line in enumerate(lines_of(output.stdout)) if line.strip()]
+    if not numbered or not numbered[0][1].startswith("HKEY_"):
+        raise _unrecognized(command, output, numbered[0] if numbered else None, "the key line")
+    if len(numbered) != 2:
+        at = numbered[2] if len(numbered) > 2 else None
+        raise _unrecognized(command, output, at, "one value line under the key line")
+    match = _VALUE_LINE.match(numbered[1][1].rstrip("\r"))
+    if match is None or (name is not None and match["name"].lower() != name.lower()):
+        wanted = f"the line of value {name!r}" if name is not None else "a value line"
+        raise _unrecognized(command, output, numbered[1], wanted + " (name, REG_ type, data)")
     kind, raw = match["type"], match["data"]
     data: int | str = raw
     if kind in _INTEGER_TYPES:
         if not re.fullmatch(r"0x[0-9a-fA-F]+", raw):
-            raise UnrecognizedOutput(command, output, f"{kind} data {raw!r} is not hexadecimal")
+            raise _unrecognized(command, output, numbered[1], f"{kind} data in hexadecimal")
         data = int(raw, 16)
-    return RegistryValue(key=lines[0], name=match["name"], type=kind, data=data)
+    return RegistryValue(key=numbered[0][1].rstrip(), name=match["name"], type=kind, data=data)
+
+
+def _unrecognized(
+    command: str, output: CommandOutput, at: tuple[int, str] | None, expected: str
+) -> UnrecognizedOutput:
+    if at is None:
+        why = f"expected {expected}, but the output ends there"
+        return UnrecognizedOutput(command, output, why, expected=expected)
+    number, line = at
+    why = f"line {number}: expected {expected}, got {shown_line(line)}"
+    return UnrecognizedOutput(command, output, why, line=number, expected=expected)
 
 
 def parse_reg_add(output: CommandOutput) -> None:

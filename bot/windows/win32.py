@@ -30,6 +30,12 @@ _STATUSES = (
         53, "ERROR_BAD_NETPATH", "The network path was not found.", "network path not found"
     ),
     Win32Status(
+        58,
+        "ERROR_BAD_NET_RESP",
+        "The specified server cannot perform the requested operation.",
+        "the DC did not answer the request (often a firewall or RPC problem)",
+    ),
+    Win32Status(
         1115, "ERROR_SHUTDOWN_IN_PROGRESS", "A system shutdown is in progress.", "shutting down"
     ),
     Win32Status(
@@ -65,6 +71,12 @@ _STATUSES = (
         "ERROR_DOMAIN_CONTROLLER_NOT_FOUND",
         "Could not find the domain controller for this domain.",
         "domain controller not found",
+    ),
+    Win32Status(
+        8341,
+        "ERROR_DS_GENERIC_ERROR",
+        "A directory service error has occurred.",
+        "a directory service error",
     ),
     Win32Status(
         8439,

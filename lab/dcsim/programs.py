@@ -262,8 +262,8 @@ def _repadmin(args: list[str], dc: DcState, backend: RepadminBackend) -> Program
     target = rest[0] if rest and not rest[0].startswith("/") else None
     try:
         if verb == "/kcc" and len(rest) <= 1:
-            backend.kcc(target or dc.fqdn)
-            return ProgramResult.of(render.render_repadmin_kcc(target))
+            site = backend.kcc(target or dc.fqdn)
+            return ProgramResult.of(render.render_repadmin_kcc(target, site=site))
         if verb == "/options" and 1 <= len(rest) <= 2 and target is not None:
             change = rest[1] if len(rest) == 2 else None
             if change is not None and not (

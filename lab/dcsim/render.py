@@ -19,6 +19,7 @@ from bot.windows.repadmin import (
     INBOUND_HEADER,
     NEVER,
     NONE_OPTIONS,
+    OPERATIONAL_ERRORS_HEADER,
     SOURCE_HEADER,
     TIME_FORMAT,
     InboundNeighbor,
@@ -27,9 +28,11 @@ from bot.windows.repadmin import (
     ShowRepl,
     SummaryRow,
     format_delta,
+    format_status,
     order_dsa_options,
 )
-from bot.windows.win32 import win32_message
+from bot.windows.win32 import as_signed, as_u32, win32_message
+from lab.dcsim.state import DEFAULT_SITE
 
 CRLF = "\r\n"
 LOCALHOST = "localhost"
@@ -56,7 +59,7 @@ def render_repadmin_error(
 ) -> CommandOutput:
     """repadmin's report of a failed API call ("DsReplicaAdd() failed with status ...")."""
     who = f"{api} to {target}" if target else f"{api}()"
-    lines = [f"{who} failed with status {status} (0x{status:x}):"]
+    lines = [f"{who} failed with status {format_status(as_signed(status))}:"]
     lines.append(f"    {message or win32_message(status)}")
     return CommandOutput(_text(lines), "", status)
 
@@ -162,19 +165,35 @@ def render_repadmin_options(
     return _ok(lines)
 
 
-def render_repadmin_kcc(dc: str | None = None, error: int | None = None) -> CommandOutput:
-    """`repadmin /kcc [DC]`: success, or DsReplicaConsistencyCheck's failure status."""
+def render_repadmin_kcc(
+    dc: str | None = None,
+    error: int | None = None,
+    *,
+    site: str = DEFAULT_SITE,
+    site_options: str = NONE_OPTIONS,
+) -> CommandOutput:
+    """`repadmin /kcc [DC]`: the DC's site and its options, then the success line; or
+    DsReplicaConsistencyCheck's failure status right after the banner."""
+    banner = _banner("/kcc", dc)
     if error:
         failure = render_repadmin_error("DsReplicaConsistencyCheck", error)
-        return CommandOutput(_text([_banner("/kcc", dc)]) + failure.stdout, "", error)
-    return _ok([_banner("/kcc", dc), f"Consistency check on {dc or LOCALHOST} successful."])
+        return CommandOutput(_text([banner]) + failure.stdout, "", error)
+    return _ok(
+        [
+            banner,
+            site,
+            f"Current Site Options: {site_options}",
+            f"Consistency check on {dc or LOCALHOST} successful.",
+        ]
+    )
 
 
 def render_repadmin_add(nc: str, dest: str, source: str, result: int = 0) -> CommandOutput:
-    """`repadmin /add NC DEST SOURCE`: success, or DsReplicaAdd's status (8441: exists)."""
+    """`repadmin /add NC DEST SOURCE`: success naming both ends as they were given, or
+    DsReplicaAdd's status (8441: the link exists)."""
     if result:
         return render_repadmin_error("DsReplicaAdd", result)
-    return _ok([f"Successfully added replica link from {source} to {dest} for {nc}."])
+    return _ok([f"One-way replication from source:{source} to dest:{dest} established."])
 
 
 def render_repadmin_unreachable(dc: str, status: int = 1722) -> CommandOutput:
@@ -194,7 +213,7 @@ def _neighbor_lines(neighbor: InboundNeighbor) -> list[str]:
     code = neighbor.result
     return [
         *lines,
-        f"{attempt} {how}, result {code} (0x{code:x}):",
+        f"{attempt} {how}, result {format_status(as_signed(code))}:",
         f"            {neighbor.result_message or win32_message(code)}",
         f"        {neighbor.consecutive_failures} consecutive failure(s).",
         f"        Last success @ {_time(neighbor.last_success)}.",
@@ -227,7 +246,7 @@ def render_showrepl(report: ShowRepl, dc: str | None = None) -> CommandOutput:
         lines += [
             f"Source: {failure.source}",
             f"******* {failure.failures} CONSECUTIVE FAILURES since {_time(failure.since)}",
-            f"Last error: {code} (0x{code:x}):",
+            f"Last error: {format_status(as_signed(code))}:",
             f"            {failure.last_error_message or win32_message(code)}",
             "",
         ]
@@ -253,7 +272,7 @@ def render_showrepl_csv(links: Sequence[ReplicationLink]) -> CommandOutput:
             str(link.failures),
             "0" if link.last_failure is None else _time(link.last_failure),
             "0" if link.last_success is None else _time(link.last_success),
-            str(link.last_failure_status),
+            str(as_signed(link.last_failure_status)),
         ]
         lines.append(",".join(_csv_field(f) for f in fields))
     return _ok(lines)
@@ -266,20 +285,32 @@ def _summary_row(row: SummaryRow) -> str:
         delta = DELTA_UNKNOWN
     else:
         delta = format_delta(row.largest_delta)
-    error = "" if row.error is None else f"({row.error}) {row.error_message}"
-    return f" {row.dsa:<19} {delta:>13} {row.fails:>4} / {row.total:>3} {row.percent:>4}  {error}"
+    # Unsigned here, unlike /showrepl: "(2148074274) The target principal name is incorrect."
+    error = "" if row.error is None else f"({as_u32(row.error)}) {row.error_message}"
+    # The delta ends in column 34 however long the name and the delta are (one space at least).
+    name_and_delta = row.dsa + " " * max(1, 33 - len(row.dsa) - len(delta)) + delta
+    return f" {name_and_delta} {row.fails:>4} / {row.total:>3} {row.percent:>4}  {error}"
 
 
 def render_replsummary(summary: ReplSummary) -> CommandOutput:
     """`repadmin /replsummary` with both tables and any unreachable DCs."""
-    dots = "." * (len({r.dsa for r in summary.sources + summary.destinations}) + 3)
-    lines = [
-        f"Replication Summary Start Time: {_time(summary.start_time)}",
-        "",
-        "Beginning data collection for replication summary, this may take awhile:",
-        f"  {dots}",
-        "",
-        "",
+    # One dot per DC contacted (answering or not) plus three for preprocessing.
+    names = {r.dsa.upper() for r in summary.sources + summary.destinations}
+    names |= {dc.split(".", 1)[0].upper() for _, dc in summary.operational_errors}
+    dots = "." * (len(names) + 3)
+    lines = (
+        [
+            f"Replication Summary Start Time: {_time(summary.start_time)}",
+            "",
+            "Beginning data collection for replication summary, this may take awhile:",
+            f"  {dots}",
+            "",
+            "",
+        ]
+        if summary.start_time is not None
+        else []
+    )
+    lines += [
         SOURCE_HEADER,
         *(_summary_row(r) for r in summary.sources),
         "",
@@ -289,10 +320,7 @@ def render_replsummary(summary: ReplSummary) -> CommandOutput:
         "",
     ]
     if summary.operational_errors:
-        lines.append(
-            "Experienced the following operational errors trying to retrieve replication "
-            "information:"
-        )
+        lines += ["", OPERATIONAL_ERRORS_HEADER]
         lines += [f"          {code} - {dc}" for code, dc in summary.operational_errors]
         lines.append("")
     return _ok(lines)

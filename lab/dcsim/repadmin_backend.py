@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 from typing import Protocol
 
 from bot.windows.repadmin import InboundNeighbor, ReplSummary, ShowRepl, SummaryRow
-from bot.windows.win32 import win32_message
+from bot.windows.win32 import as_signed, win32_message
 from lab.dcsim.state import DEFAULT_SITE, DcState, Forest, InboundLink, now
 
 # Win32 codes repadmin prints for the failures the simulator can produce.
@@ -45,8 +45,8 @@ class OptionsChange:
 class RepadminBackend(Protocol):
     """The operations repadmin performs against a DC of the forest."""
 
-    def kcc(self, dc: str) -> None:
-        """Run the KCC on `dc`."""
+    def kcc(self, dc: str) -> str:
+        """Run the KCC on `dc`; the name of the DC's site (repadmin prints it first)."""
         ...
 
     def options(self, dc: str, change: str | None) -> OptionsChange:
@@ -75,19 +75,20 @@ class InMemoryRepadmin:
 
     def _bind(self, dc: str, api: str = "DsBindWithCred") -> DcState:
         state = self.forest.dc(dc)
-        if state is None:
+        if state is None or not state.rpc_reachable:
             raise RepadminError(
                 ERROR_RPC_UNAVAILABLE, "The RPC server is unavailable.", api=api, target=dc
             )
         return state
 
-    def kcc(self, dc: str) -> None:
+    def kcc(self, dc: str) -> str:
         """Record a KCC run; prune manual links when this DC is set to do so."""
         with self.forest.lock:
             state = self._bind(dc)
             state.kcc_runs.append(now())
             if state.kcc_prunes_manual_links:
                 state.inbound = [link for link in state.inbound if not link.added_manually]
+            return state.site
 
     def options(self, dc: str, change: str | None) -> OptionsChange:
         """Read or change DSA options."""
@@ -153,7 +154,7 @@ class InMemoryRepadmin:
                         transport="RPC",
                         source_dsa_guid=source.dsa_guid if source else uuid.UUID(int=0),
                         last_attempt=link.last_attempt,
-                        result=link.last_result,
+                        result=as_signed(link.last_result),
                         result_message="",
                         consecutive_failures=link.consecutive_failures,
                         last_success=link.last_success,
@@ -170,11 +171,19 @@ class InMemoryRepadmin:
             )
 
     def replsummary(self) -> ReplSummary:
-        """Largest delta and failures per source and per destination DC."""
+        """Largest delta and failures per source and per destination DC; a DC whose RPC
+        endpoint does not answer is listed under the operational errors, as repadmin does."""
         stamp = now()
         with self.forest.lock:
-            links = [(dest, link) for dest in self.forest.dcs.values() for link in dest.inbound]
-            names = sorted({d.hostname for d in self.forest.dcs.values()})
+            reachable = [d for d in self.forest.dcs.values() if d.rpc_reachable]
+            errors = tuple(
+                (ERROR_RPC_UNAVAILABLE, d.fqdn)
+                for d in self.forest.dcs.values()
+                if not d.rpc_reachable
+            )
+            links = [(dest, link) for dest in reachable for link in dest.inbound]
+            sources = sorted(d.hostname for d in self.forest.dcs.values())
+            destinations = sorted(d.hostname for d in reachable)
 
             def row(name: str, chosen: list[InboundLink]) -> SummaryRow:
                 fails = [link for link in chosen if link.last_result]
@@ -187,16 +196,21 @@ class InMemoryRepadmin:
                     fails=len(fails),
                     total=total,
                     percent=(len(fails) * 100 // total) if total else 0,
-                    error=fails[-1].last_result if fails else None,
+                    error=as_signed(fails[-1].last_result) if fails else None,
                     error_message=win32_message(fails[-1].last_result) if fails else "",
                 )
 
-            sources = tuple(
-                row(n, [lk for _, lk in links if lk.source.split(".")[0].upper() == n])
-                for n in names
+            return ReplSummary(
+                start_time=stamp,
+                sources=tuple(
+                    row(n, [lk for _, lk in links if lk.source.split(".")[0].upper() == n])
+                    for n in sources
+                ),
+                destinations=tuple(
+                    row(n, [lk for d, lk in links if d.hostname == n]) for n in destinations
+                ),
+                operational_errors=errors,
             )
-            destinations = tuple(row(n, [lk for d, lk in links if d.hostname == n]) for n in names)
-            return ReplSummary(start_time=stamp, sources=sources, destinations=destinations)
 
 
 def fail_link(

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from bot.windows.repadmin import InboundNeighbor, ReplSummary, ShowRepl, SummaryRow
-from bot.windows.win32 import win32_message
+from bot.windows.win32 import as_signed, win32_message
 from lab.dcsim.repadmin_backend import (
     ERROR_BAD_NAMING_CONTEXT,
     ERROR_DNS_LOOKUP_FAILURE,
@@ -55,7 +55,7 @@ ERROR_INVALID_PARAMETER = 87
 SYSTEM_PYTHON = "/usr/bin/python3"  # the interpreter Debian's samba bindings belong to
 
 _WERR = re.compile(r"\((?P<code>\d+), 'WERR_\w+'\)")
-_FAILED_RESULT = re.compile(r"^failed, result (?P<code>\d+)")
+_FAILED_RESULT = re.compile(r"^failed, result (?P<code>-?\d+)")
 _NTTIME = re.compile(
     r"^\w{3} (?P<mon>\w{3}) +(?P<day>\d{1,2}) (?P<hms>\d\d:\d\d:\d\d) (?P<year>\d{4}) (?P<tz>\S+)$"
 )
@@ -229,13 +229,14 @@ class SambaRepadmin:
 
     # --- operations ----------------------------------------------------------------------
 
-    def kcc(self, dc: str) -> None:
-        """`samba-tool drs kcc DC` (DsExecuteKCC on the DC itself)."""
+    def kcc(self, dc: str) -> str:
+        """`samba-tool drs kcc DC` (DsExecuteKCC on the DC itself); the DC's site."""
         info = self._bind(dc)
         with _reported_as("DsReplicaConsistencyCheck", dc):
             result = self._drs("kcc", info.fqdn)
         if result.returncode != 0:
             raise _error(result, api="DsReplicaConsistencyCheck", target=dc)
+        return info.site
 
     def options(self, dc: str, change: str | None) -> OptionsChange:
         """`samba-tool drs options DC [--dsa-option=+|-NAME]`, read back from its output."""
@@ -340,7 +341,7 @@ class SambaRepadmin:
     def _neighbor(self, link: dict[str, Any]) -> InboundNeighbor:
         site, _, name = str(link.get("DSA", "")).rpartition("\\")
         match = _FAILED_RESULT.match(str(link.get("last attempt message", "")))
-        result = int(match["code"]) if match else 0
+        result = as_signed(int(match["code"])) if match else 0
         return InboundNeighbor(
             naming_context=link["NC dn"],
             source_site=site or self.local_dc.site,
@@ -380,7 +381,7 @@ class SambaRepadmin:
                 fails=len(fails),
                 total=total,
                 percent=(len(fails) * 100 // total) if total else 0,
-                error=fails[-1].result if fails else None,
+                error=as_signed(fails[-1].result) if fails else None,
                 error_message=win32_message(fails[-1].result) if fails else "",
             )
 

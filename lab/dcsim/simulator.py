@@ -143,6 +143,8 @@ class SimulatedDc:
 
     async def _close_ports(self) -> None:
         self._up = False
+        with self.lab.forest.lock:
+            self.state.rpc_reachable = False
         await self.listener.stop()
         if self._directory is not None:
             self._directory.close()
@@ -166,6 +168,8 @@ class SimulatedDc:
             return
         await self.listener.start(self.address, self.port)
         self._up = True
+        with self.lab.forest.lock:
+            self.state.rpc_reachable = True
         await asyncio.sleep(self.restart_timing.directory_delay_seconds)
         if self._up and self._directory is None:
             self._directory = await asyncio.start_server(

@@ -54,6 +54,8 @@ class DcState:
     restarts: list[datetime.datetime] = field(default_factory=list)
     # KCC removes manually added links that have no connection object behind them.
     kcc_prunes_manual_links: bool = False
+    # False while the DC is down: repadmin on other DCs cannot bind to it (status 1722).
+    rpc_reachable: bool = True
 
     @property
     def hostname(self) -> str:

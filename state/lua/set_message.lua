@@ -1,10 +1,12 @@
--- set_message(keys=[incident], args=[incident_id, channel, ts])
--- Record where the incident message lives, once: the first poster wins.
+-- set_message(keys=[incident, threads], args=[incident_id, channel, ts])
+-- Record where the incident message lives, once: the first poster wins. Its thread is indexed
+-- (channel:ts -> incident id) so messages posted in the thread find their incident.
 if redis.call('HGET', KEYS[1], 'id') ~= ARGV[1] then
   return -1
 end
 if redis.call('HSETNX', KEYS[1], 'ts', ARGV[3]) == 1 then
   redis.call('HSET', KEYS[1], 'channel', ARGV[2])
+  redis.call('HSET', KEYS[2], ARGV[2] .. ':' .. ARGV[3], ARGV[1])
   return 1
 end
 return 0

@@ -34,7 +34,7 @@ from bot.windows.repadmin import (
     parse_showrepl,
     parse_showrepl_csv,
 )
-from bot.windows.win32 import STATUSES, win32_message
+from bot.windows.win32 import STATUSES, as_signed, win32_message
 from lab.dcsim.render import (
     render_not_recognized,
     render_reg_access_denied,
@@ -75,7 +75,8 @@ ncs = st.lists(st.from_regex(r"\A[A-Za-z0-9-]{1,10}\Z"), min_size=1, max_size=4)
 times = st.datetimes(min_value=datetime(2000, 1, 1), max_value=datetime(2099, 12, 31)).map(
     lambda t: t.replace(microsecond=0)
 )
-codes = st.sampled_from(sorted(c for c in STATUSES if 0 < c < 0x80000000))
+# Statuses as repadmin prints them: HRESULT and SSPI codes are negative decimals.
+codes = st.sampled_from(sorted(as_signed(c) for c in STATUSES if c))
 messages = st.from_regex(r"\A[A-Za-z0-9][A-Za-z0-9 .,()'-]{0,60}[A-Za-z0-9.]\Z")
 option_sets = st.frozensets(st.sampled_from(DSA_OPTION_ORDER))
 
@@ -172,7 +173,7 @@ links = st.builds(
     failures=st.integers(0, 99999),
     last_failure=st.none() | times,
     last_success=st.none() | times,
-    last_failure_status=st.integers(0, 20000),
+    last_failure_status=st.integers(0, 20000) | codes,
 )
 
 
@@ -285,7 +286,12 @@ def test_reg_change_shutdown_and_errors_parse_as_windows_would() -> None:
 
 @pytest.mark.parametrize(
     "name",
-    ["showrepl_healthy.stdout.txt", "showrepl_8589.stdout.txt"],
+    [
+        "showrepl_healthy.stdout.txt",
+        "showrepl_8589.stdout.txt",
+        "showrepl_kerberos.stdout.txt",
+        "showrepl_qna_secondary.stdout.txt",
+    ],
 )
 def test_showrepl_renders_like_the_sample(name: str) -> None:
     text = sample(name)
@@ -298,12 +304,24 @@ def test_new_link_sample_against_a_named_dc() -> None:
     assert render_showrepl(report, "dc1.corp.example.com").stdout == text
 
 
-def test_csv_and_replsummary_render_like_the_samples() -> None:
-    csv_text = sample("showrepl.csv.stdout.txt")
+@pytest.mark.parametrize("name", ["showrepl.csv.stdout.txt", "showrepl_kerberos.csv.stdout.txt"])
+def test_csv_renders_like_the_sample(name: str) -> None:
+    csv_text = sample(name)
     assert render_showrepl_csv(parse_showrepl_csv(CommandOutput(csv_text, "", 0))).stdout == (
         csv_text
     )
-    summary_text = sample("replsummary_healthy.stdout.txt")
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "replsummary_healthy.stdout.txt",
+        "replsummary_errors.stdout.txt",
+        "replsummary_reached_no_dc.stdout.txt",
+    ],
+)
+def test_replsummary_renders_like_the_sample(name: str) -> None:
+    summary_text = sample(name)
     summary = parse_replsummary(CommandOutput(summary_text, "", 0))
     assert render_replsummary(summary).stdout == summary_text
 
@@ -336,6 +354,9 @@ def test_small_outputs_render_like_the_samples() -> None:
     assert render_repadmin_add(nc, dc1, dc2).stdout == sample("repadmin_add_success.stdout.txt")
     assert render_repadmin_add(nc, dc1, dc2, 8441).stdout == sample(
         "repadmin_add_exists.stdout.txt"
+    )
+    assert render_repadmin_kcc("dc2.corp.example.com", site="Houston", site_options="(None)") == (
+        CommandOutput(sample("repadmin_kcc_site_options.stdout.txt"), "", 0)
     )
     assert render_repadmin_unreachable("dc3.corp.example.com").stdout == sample(
         "repadmin_unreachable.stdout.txt"

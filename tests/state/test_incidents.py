@@ -74,6 +74,23 @@ async def test_message_recorded_once(store: IncidentStore) -> None:
     assert inc is not None and inc.ts == "1.000100"
 
 
+async def test_thread_of_the_incident_message_finds_the_incident(store: IncidentStore) -> None:
+    intake = await store.record(_alert())
+    other = await store.record(_alert(guid="0d3b6f1c-2a7e-4c2a-9a51-3e5b8d7c1f20"))
+    assert await store.by_thread("C1", "1.000100") is None
+    await store.set_message(intake.incident_id, "C1", "1.000100")
+    await store.set_message(other.incident_id, "C1", "1.000200")
+    # A second poster's message is not the incident's: its thread finds nothing.
+    await store.set_message(intake.incident_id, "C1", "2.000200")
+    assert await store.by_thread("C1", "1.000100") == intake.incident_id
+    assert await store.by_thread("C1", "1.000200") == other.incident_id
+    assert await store.by_thread("C1", "2.000200") is None
+    assert await store.by_thread("C2", "1.000100") is None
+    # Closing keeps the thread's incident (an archived incident is still read by id).
+    await store.close(intake.incident_id, actor="U1", reason="done")
+    assert await store.by_thread("C1", "1.000100") == intake.incident_id
+
+
 async def test_update_slot_coalesces(store: IncidentStore) -> None:
     intake = await store.record(_alert())
     assert await store.take_update_slot(intake.incident_id, 30)

@@ -1,4 +1,5 @@
-"""Output parsers, fed with Windows output as it is printed (tests/bot/windows/outputs/, CRLF)."""
+"""Output parsers, fed with Windows output as it is printed (tests/bot/windows/outputs/, CRLF),
+and with the same text saved with LF line ends (a transcript copied off a DC)."""
 
 from __future__ import annotations
 
@@ -23,14 +24,17 @@ from bot.windows.reg import (
 )
 from bot.windows.repadmin import (
     AddLinkOutcome,
+    AddLinkReport,
     parse_repadmin_add,
     parse_repadmin_kcc,
     parse_repadmin_options,
     parse_replsummary,
     parse_showrepl,
     parse_showrepl_csv,
+    read_repadmin_add,
+    read_repadmin_kcc,
 )
-from bot.windows.win32 import win32_message
+from bot.windows.win32 import SEC_E_WRONG_PRINCIPAL, as_signed, win32_message
 
 SAMPLES = Path(__file__).parent / "outputs"
 REPS_TO = "RepsTo Failure Time (sec)"
@@ -45,12 +49,15 @@ def sample(name: str) -> str:
     return text
 
 
-def out(name: str, exit_code: int = 0) -> CommandOutput:
-    """A sample as stdout (or stderr, by its name) with an exit code."""
-    text = sample(name)
+def out(name: str, exit_code: int = 0, eol: str = "\r\n") -> CommandOutput:
+    """A sample as stdout (or stderr, by its name) with an exit code, its line ends `eol`."""
+    text = sample(name).replace("\r\n", eol)
     if ".stderr" in name:
         return CommandOutput("", text, exit_code)
     return CommandOutput(text, "", exit_code)
+
+
+EOLS = pytest.mark.parametrize("eol", ["\r\n", "\n"], ids=["crlf", "lf"])
 
 
 # --- reg.exe ----------------------------------------------------------------------------------
@@ -71,8 +78,9 @@ def test_reg_query_absent_value_is_none() -> None:
 
 
 def test_reg_query_for_another_value_is_not_read_as_the_asked_one() -> None:
-    with pytest.raises(UnrecognizedOutput, match="no line for value"):
+    with pytest.raises(UnrecognizedOutput, match="line of value") as refused:
         parse_reg_query(out("reg_query_repsto.stdout.txt"), FALLBACK)
+    assert refused.value.line == 3
 
 
 def test_reg_query_access_denied_reports_windows_message() -> None:
@@ -160,39 +168,105 @@ def test_options_failures() -> None:
 # --- repadmin /kcc ------------------------------------------------------------------------------
 
 
-def test_kcc() -> None:
-    assert parse_repadmin_kcc(out("repadmin_kcc_local.stdout.txt")) == "localhost"
-    assert parse_repadmin_kcc(out("repadmin_kcc_remote.stdout.txt")) == "dc2.corp.example.com"
+@EOLS
+def test_kcc_reads_current_windows_with_its_site_lines(eol: str) -> None:
+    assert parse_repadmin_kcc(out("repadmin_kcc_local.stdout.txt", eol=eol)) == "localhost"
+    remote = read_repadmin_kcc(out("repadmin_kcc_remote.stdout.txt", eol=eol))
+    assert (remote.ok, remote.dc, remote.site) == (
+        True,
+        "dc2.corp.example.com",
+        "Default-First-Site-Name",
+    )
+    assert remote.site_options == "(none)"
+    houston = read_repadmin_kcc(out("repadmin_kcc_site_options.stdout.txt", eol=eol))
+    assert (houston.site, houston.site_options) == ("Houston", "(None)")
+
+
+@EOLS
+def test_kcc_reads_the_bare_success_line_of_windows_2003(eol: str) -> None:
+    assert parse_repadmin_kcc(out("repadmin_kcc_w2003.stdout.txt", eol=eol)) == "netdc1.net.dom"
+
+
+@EOLS
+def test_kcc_failure_is_a_reading_and_an_error(eol: str) -> None:
+    denied = read_repadmin_kcc(out("repadmin_kcc_denied.stdout.txt", 8453, eol))
+    assert (denied.ok, denied.dc, denied.status) == (False, "dc2.corp.example.com", 8453)
     with pytest.raises(WindowsCommandError) as caught:
-        parse_repadmin_kcc(out("repadmin_kcc_denied.stdout.txt", 8453))
+        parse_repadmin_kcc(out("repadmin_kcc_denied.stdout.txt", 8453, eol))
     assert caught.value.code == 8453
     assert caught.value.message == "Replication access was denied."
-    with pytest.raises(UnrecognizedOutput):
-        parse_repadmin_kcc(
-            CommandOutput("Repadmin: running command /kcc against full DC x\r\n", "", 0)
-        )
+
+
+def test_kcc_refuses_site_lines_without_the_success_line() -> None:
+    text = sample("repadmin_kcc_remote.stdout.txt")
+    for garbled in (
+        "Repadmin: running command /kcc against full DC x\r\n",
+        text.rsplit("Consistency", 1)[0],
+        text.replace("Current Site Options: (none)\r\n", ""),
+        text.replace("Default-First-Site-Name\r\n", ""),
+        text + "Something else\r\n",
+    ):
+        with pytest.raises(UnrecognizedOutput) as refused:
+            parse_repadmin_kcc(CommandOutput(garbled, "", 0))
+        assert refused.value.expected is not None
+    with pytest.raises(UnrecognizedOutput, match="exit code 1"):
+        parse_repadmin_kcc(CommandOutput(text, "", 1))
 
 
 # --- repadmin /add ------------------------------------------------------------------------------
 
 
-def test_add() -> None:
-    assert parse_repadmin_add(out("repadmin_add_success.stdout.txt")) is AddLinkOutcome.ADDED
-    assert parse_repadmin_add(out("repadmin_add_exists.stdout.txt", 8441)) is (
+@EOLS
+def test_add_reads_windows_success_line(eol: str) -> None:
+    assert parse_repadmin_add(out("repadmin_add_success.stdout.txt", eol=eol)) is (
+        AddLinkOutcome.ADDED
+    )
+    assert read_repadmin_add(out("repadmin_add_success.stdout.txt", eol=eol)) == AddLinkReport(
+        AddLinkOutcome.ADDED, "dc2.corp.example.com", "dc1.corp.example.com", 0
+    )
+    spaced = read_repadmin_add(out("repadmin_add_success_spaced.stdout.txt", eol=eol))
+    assert (spaced.source, spaced.destination) == (
+        "LONEMEADC.Emea.contoso.com",
+        "ContosoDC1.contoso.com",
+    )
+
+
+@EOLS
+def test_add_failures_windows_2003_and_2000(eol: str) -> None:
+    assert parse_repadmin_add(out("repadmin_add_exists.stdout.txt", 8441, eol)) is (
         AddLinkOutcome.ALREADY_EXISTS
     )
     with pytest.raises(WindowsCommandError) as caught:
-        parse_repadmin_add(out("repadmin_add_bad_nc.stdout.txt", 8440))
+        parse_repadmin_add(out("repadmin_add_bad_nc.stdout.txt", 8440, eol))
     assert caught.value.code == 8440
-    with pytest.raises(UnrecognizedOutput):
-        parse_repadmin_add(CommandOutput("", "", 0))
+    old = read_repadmin_add(out("repadmin_add_bad_nc_w2000.stdout.txt", 8440, eol))
+    assert (old.outcome, old.status) == (AddLinkOutcome.FAILED, 8440)
+    assert old.message == win32_message(8440)
+    unreachable = read_repadmin_add(out("repadmin_unreachable.stdout.txt", 1722, eol))
+    assert (unreachable.outcome, unreachable.status) == (AddLinkOutcome.FAILED, 1722)
+
+
+def test_add_refuses_the_line_no_windows_prints_and_unconfirmed_adds() -> None:
+    for garbled in (
+        "",
+        "Successfully added replica link from dc2 to dc1 for CN=Configuration,DC=x.\r\n",
+        "Successfully enqueued operation to establish one-way replication from source:dc2 to "
+        "dest:dc1.\r\n",
+        "One-way replication from source:dc2 to dest:dc1 established.\r\nand more\r\n",
+        "One-way replication from source:dc2 to dest:dc1\r\n",
+    ):
+        with pytest.raises(UnrecognizedOutput):
+            parse_repadmin_add(CommandOutput(garbled, "", 0))
+    with pytest.raises(UnrecognizedOutput, match="exit code 5"):
+        parse_repadmin_add(CommandOutput(sample("repadmin_add_success.stdout.txt"), "", 5))
 
 
 # --- repadmin /showrepl -------------------------------------------------------------------------
 
 
-def test_showrepl_healthy() -> None:
-    report = parse_showrepl(out("showrepl_healthy.stdout.txt"))
+@EOLS
+def test_showrepl_healthy(eol: str) -> None:
+    report = parse_showrepl(out("showrepl_healthy.stdout.txt", eol=eol))
     assert (report.site, report.dc) == ("Default-First-Site-Name", "DC1")
     assert report.dsa_options == {"IS_GC"}
     assert report.site_options == frozenset()
@@ -206,8 +280,9 @@ def test_showrepl_healthy() -> None:
     assert report.source_failures == ()
 
 
-def test_showrepl_with_8589_failures() -> None:
-    report = parse_showrepl(out("showrepl_8589.stdout.txt"))
+@EOLS
+def test_showrepl_with_8589_failures(eol: str) -> None:
+    report = parse_showrepl(out("showrepl_8589.stdout.txt", eol=eol))
     config = report.neighbors_for(CONFIG_NC)
     assert [(n.source_site, n.source_dc, n.result) for n in config] == [
         ("Houston", "HOUDC01", 8589),
@@ -227,6 +302,37 @@ def test_showrepl_with_8589_failures() -> None:
         8589,
     )
     assert failure.since == datetime(2024, 5, 2, 8, 0, 0)
+
+
+@EOLS
+def test_showrepl_reads_signed_security_results(eol: str) -> None:
+    report = parse_showrepl(out("showrepl_kerberos.stdout.txt", eol=eol))
+    assert {n.result for n in report.inbound} == {-2146893022}
+    assert as_signed(SEC_E_WRONG_PRINCIPAL) == -2146893022
+    first = report.inbound[0]
+    assert first.result_message == "The target principal name is incorrect."
+    assert (first.consecutive_failures, first.last_success) == (
+        3,
+        datetime(2019, 11, 16, 14, 48, 34),
+    )
+    (failure,) = report.source_failures
+    assert failure.last_error == -2146893022
+
+
+def test_showrepl_refuses_a_status_whose_forms_disagree() -> None:
+    text = sample("showrepl_kerberos.stdout.txt")
+    for garbled in (
+        text.replace("(0x80090322)", "(0x80090323)", 1),
+        text.replace("-2146893022 (", "2146893022 (", 1),
+        text.replace("-2146893022 (", "-99999999999 (", 1),
+    ):
+        with pytest.raises(UnrecognizedOutput, match=r"32-bit|expected"):
+            parse_showrepl(CommandOutput(garbled, "", 0))
+    # The unsigned decimal of the same 32-bit value is the same status.
+    unsigned = text.replace("-2146893022 (", "2148074274 (")
+    assert {n.result for n in parse_showrepl(CommandOutput(unsigned, "", 0)).inbound} == {
+        -2146893022
+    }
 
 
 def test_showrepl_link_never_attempted_and_dc_without_partners() -> None:
@@ -258,8 +364,9 @@ def test_showrepl_refuses_truncated_or_failed_output() -> None:
         parse_showrepl(CommandOutput(healthy, "", 1))
 
 
-def test_showrepl_csv() -> None:
-    links = parse_showrepl_csv(out("showrepl.csv.stdout.txt"))
+@EOLS
+def test_showrepl_csv(eol: str) -> None:
+    links = parse_showrepl_csv(out("showrepl.csv.stdout.txt", eol=eol))
     assert len(links) == 2
     good, bad = links
     assert good.ok
@@ -272,6 +379,16 @@ def test_showrepl_csv() -> None:
     assert bad.naming_context == CONFIG_NC
 
 
+@EOLS
+def test_showrepl_csv_reads_signed_last_failure_status(eol: str) -> None:
+    links = parse_showrepl_csv(out("showrepl_kerberos.csv.stdout.txt", eol=eol))
+    assert [(link.failures, link.last_failure_status) for link in links] == [
+        (3, -2146893022),
+        (3, -2146893022),
+    ]
+    assert links[0].last_failure == datetime(2019, 11, 16, 16, 48, 35)
+
+
 def test_showrepl_csv_refuses_unknown_shapes() -> None:
     text = sample("showrepl.csv.stdout.txt")
     for garbled in (
@@ -279,6 +396,8 @@ def test_showrepl_csv_refuses_unknown_shapes() -> None:
         text.replace("Transport Type", "Transport Kind"),
         text.replace(",RPC,1700,", ",RPC,many,"),
         text + "showrepl_ERROR,x\r\n",
+        text.replace(",8589", ",-99999999999"),
+        text.replace("2024-06-11 15:52:38", "yesterday"),
     ):
         with pytest.raises(UnrecognizedOutput):
             parse_showrepl_csv(CommandOutput(garbled, "", 0))
@@ -289,8 +408,9 @@ def test_showrepl_csv_refuses_unknown_shapes() -> None:
 # --- repadmin /replsummary ----------------------------------------------------------------------
 
 
-def test_replsummary_healthy() -> None:
-    summary = parse_replsummary(out("replsummary_healthy.stdout.txt"))
+@EOLS
+def test_replsummary_healthy(eol: str) -> None:
+    summary = parse_replsummary(out("replsummary_healthy.stdout.txt", eol=eol))
     assert summary.healthy
     assert summary.start_time == datetime(2024, 6, 11, 8, 6, 2)
     assert [(r.dsa, r.largest_delta) for r in summary.sources] == [
@@ -300,8 +420,9 @@ def test_replsummary_healthy() -> None:
     assert [r.total for r in summary.destinations] == [5, 5]
 
 
-def test_replsummary_with_errors() -> None:
-    summary = parse_replsummary(out("replsummary_errors.stdout.txt"))
+@EOLS
+def test_replsummary_with_errors(eol: str) -> None:
+    summary = parse_replsummary(out("replsummary_errors.stdout.txt", eol=eol))
     assert not summary.healthy
     dc02 = summary.sources[1]
     assert (dc02.fails, dc02.total, dc02.percent, dc02.error) == (1, 4, 25, 8524)
@@ -316,6 +437,86 @@ def test_replsummary_with_errors() -> None:
     assert not dest["DC02"].over_60_days
     assert dest["LIVDC01"].largest_delta == timedelta(days=17, hours=5, minutes=32, seconds=47)
     assert summary.operational_errors == ((58, "dc3.corp.example.com"),)
+
+
+@EOLS
+@pytest.mark.parametrize(
+    "name", ["replsummary_empty_tables.stdout.txt", "replsummary_reached_no_dc.stdout.txt"]
+)
+def test_replsummary_with_empty_tables_is_never_healthy(name: str, eol: str) -> None:
+    summary = parse_replsummary(out(name, eol=eol))
+    assert summary.reached_no_dc
+    assert not summary.healthy
+
+
+@EOLS
+def test_replsummary_rows_without_leading_space_and_with_signed_errors(eol: str) -> None:
+    summary = parse_replsummary(out("replsummary_kerberos_unindented.stdout.txt", eol=eol))
+    assert not summary.healthy
+    broken = summary.sources[0]
+    assert (broken.dsa, broken.fails, broken.total, broken.error) == (
+        "CONTOSODC1",
+        6,
+        6,
+        -2146893022,
+    )
+    assert broken.error_message == "The target principal name is incorrect."
+    assert broken.largest_delta == timedelta(hours=2, minutes=1, seconds=28)
+    assert [r.dsa for r in summary.destinations] == ["CONTOSODC1", "CONTOSODC2"]
+    assert summary.destinations[1].error_message == "The target principal name is incorrect."
+
+
+@EOLS
+def test_replsummary_of_the_published_kerberos_case(eol: str) -> None:
+    # Microsoft Q&A 2337120: rows without indentation, the status unsigned, the unreachable
+    # RODC listed between the two tables; on the other DC the first line was left out.
+    primary = parse_replsummary(out("replsummary_qna_primary.stdout.txt", eol=eol))
+    assert [(r.dsa, r.fails, r.error) for r in primary.sources] == [
+        ("Primary-DC", 5, -2146893022),
+        ("Secondary-DC", 0, None),
+    ]
+    assert primary.sources[0].largest_delta == timedelta(days=1, hours=4, minutes=33, seconds=54)
+    assert primary.operational_errors == ((58, "RODC.domain.com"),)
+    assert [r.dsa for r in primary.destinations] == ["Primary-DC", "Secondary-DC"]
+    assert not primary.healthy
+    secondary = parse_replsummary(out("replsummary_qna_secondary.stdout.txt", eol=eol))
+    assert secondary.start_time is None
+    assert secondary.operational_errors == (
+        (8341, "Primary-DC.domain.com"),
+        (58, "RODC.domain.com"),
+    )
+    assert secondary.destinations[0].error_message == "The target principal name is incorrect."
+
+
+@EOLS
+def test_showrepl_of_the_published_kerberos_case(eol: str) -> None:
+    report = parse_showrepl(out("showrepl_qna_secondary.stdout.txt", eol=eol))
+    assert [
+        (n.naming_context.split(",")[0], n.result, n.consecutive_failures) for n in report.inbound
+    ] == [
+        ("DC=domain", -2146893022, 58),
+        ("CN=Configuration", -2146893022, 43),
+        ("CN=Schema", -2146893022, 34),
+        ("DC=DomainDnsZones", 1256, 106),
+        ("DC=ForestDnsZones", -2146893022, 198),
+    ]
+    (failure,) = report.source_failures
+    assert (failure.failures, failure.last_error) == (197, -2146893022)
+
+
+@EOLS
+def test_localized_output_is_refused_by_name(eol: str) -> None:
+    with pytest.raises(UnrecognizedOutput) as refused:
+        parse_replsummary(out("replsummary_russian.stdout.txt", eol=eol))
+    assert refused.value.script == "Cyrillic"
+    assert "not in English" in str(refused.value)
+    assert refused.value.line == 1
+    assert refused.value.expected is not None and "Cyrillic" in refused.value.expected
+    russian_ok = "Операция успешно завершена.\r\n"
+    with pytest.raises(UnrecognizedOutput, match="not in English"):
+        parse_reg_add(CommandOutput(russian_ok, "", 0))
+    with pytest.raises(UnrecognizedOutput, match="not in English"):
+        parse_repadmin_kcc(CommandOutput("Проверка согласованности на dc1 выполнена.\r\n", "", 0))
 
 
 def test_replsummary_refuses_garbled() -> None:
@@ -346,4 +547,17 @@ def test_find_api_failure_ignores_mismatched_hex() -> None:
     bogus = CommandOutput("DsReplicaAdd() failed with status 8441 (0x1):\r\n    x\r\n", "", 1)
     assert find_api_failure(bogus) is None
     real = CommandOutput("DsReplicaAdd() failed with status 8441 (0x20f9):\r\n", "", 1)
-    assert find_api_failure(real) == (8441, win32_message(8441))
+    found = find_api_failure(real)
+    assert found is not None
+    assert (found.api, found.code, found.message) == ("DsReplicaAdd", 8441, win32_message(8441))
+
+
+def test_find_api_failure_reads_signed_codes_and_says_them_as_windows_does() -> None:
+    text = "DsBindWithCred to dc2 failed with status -2146893022 (0x80090322):\r\n    x\r\n"
+    found = find_api_failure(CommandOutput(text, "", 1))
+    assert found is not None
+    assert (found.code, found.target) == (-2146893022, "dc2")
+    error = WindowsCommandError(
+        "repadmin /kcc", found.code, found.message, CommandOutput("", "", 1)
+    )
+    assert "status -2146893022 (0x80090322)" in str(error)
