@@ -192,9 +192,12 @@ class EventSource:
         denials = self.scan_logs()
         if showrepl:
             denials += await asyncio.to_thread(self.scan_showrepl)
+        queued = {(d.reporter.fqdn, d.target_guid) for d in self._pending}
         for denial in denials:
-            if self._due(denial) and denial not in self._pending:
+            key = (denial.reporter.fqdn, denial.target_guid)
+            if self._due(denial) and key not in queued:  # one alert per pair, whatever saw it
                 self._pending.append(denial)
+                queued.add(key)
         retry: list[Denial] = []
         while self._pending:
             denial = self._pending.popleft()
