@@ -307,7 +307,8 @@ def message_html(message: dict[str, Any], ctx: RenderContext, *, in_thread: bool
         ts=ts,
         ephemeral=ephemeral,
     )
-    author = str(message.get("user", ""))
+    # An ephemeral reply carries its reader as "user"; Slack shows it from the app.
+    author = ctx.bot_user_id if ephemeral else str(message.get("user", ""))
     is_bot = author == ctx.bot_user_id or "bot_id" in message
     name = ctx.name(author) if author else "unknown"
     badge = ' <span class="app-badge">APP</span>' if is_bot else ""

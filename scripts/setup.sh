@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Shared set-up: Debian packages when missing, then a venv with the locked dependencies.
 # Prints one line per phase; the tools' own output goes to .venv-setup.log (shown on failure).
+# --with-browser also installs Debian's chromium for the browser test (never a downloaded one).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 LOG="$PWD/.venv-setup.log"
@@ -21,6 +22,10 @@ command -v ldbadd >/dev/null 2>&1 || need_pkgs+=(ldb-tools)
 command -v kinit >/dev/null 2>&1 || need_pkgs+=(krb5-user)
 command -v unshare >/dev/null 2>&1 || need_pkgs+=(util-linux)
 command -v ip >/dev/null 2>&1 || need_pkgs+=(iproute2)
+if [ "${1:-}" = "--with-browser" ]; then
+  command -v chromium >/dev/null 2>&1 || need_pkgs+=(chromium fonts-dejavu-core)
+  command -v chromedriver >/dev/null 2>&1 || need_pkgs+=(chromium-driver)
+fi
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   if [ "$(id -u)" -eq 0 ]; then
     step "installing Debian packages: ${need_pkgs[*]}"
