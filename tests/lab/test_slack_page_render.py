@@ -145,7 +145,8 @@ def test_ephemeral_messages_say_so() -> None:
     html = message_html(
         {"ts": "1.000002", "user": "U0ONCALL1", "text": "queued", "is_ephemeral": True}, CTX
     )
-    assert "Only visible to you" in html and 'class="message ephemeral"' in html
+    assert "Only visible to you" in html and 'class="message ephemeral bot"' in html
+    assert '<span class="author">ad1411</span>' in html  # from the app, as Slack shows it
 
 
 def test_a_modal_shows_its_inputs_errors_and_buttons() -> None:
