@@ -14,16 +14,12 @@ import asyncio
 import json
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol, runtime_checkable
 
 from aiohttp import web
 
-from lab.slack_driver import BotResponse, SlackDriver
 from lab.slack_html import RenderContext, message_html, view_html
-from lab.slack_workspace import SlackApiFailure
-
-if TYPE_CHECKING:
-    from lab.slack_emulator import SlackEmulator
+from lab.slack_workspace import SlackApiFailure, SlackWorkspace
 
 STATIC = Path(__file__).with_name("web")
 LONG_POLL_SECONDS = 15.0
@@ -40,6 +36,94 @@ CSP = (
 )
 
 
+class Answer(Protocol):
+    """The bot's answer to a request (lab.slack_driver.Answer)."""
+
+    @property
+    def status(self) -> int:
+        """HTTP status."""
+        ...
+
+    @property
+    def body(self) -> str:
+        """Response body."""
+        ...
+
+
+@runtime_checkable
+class PageDriver(Protocol):
+    """What the page needs from lab.slack_driver.SlackDriver (named here: no import cycle)."""
+
+    async def click(
+        self,
+        message: dict[str, Any],
+        *,
+        action_id: str | None = None,
+        user_id: str = ...,
+        block_id: str | None = None,
+    ) -> Answer:
+        """A button click in a message."""
+        ...
+
+    async def click_in_view(
+        self, view_id: str, *, action_id: str, block_id: str | None = None, user_id: str = ...
+    ) -> Answer:
+        """A button click in a modal."""
+        ...
+
+    async def submit_view(
+        self, view_id: str, values: dict[str, Any], *, user_id: str = ...
+    ) -> Answer:
+        """A modal's submit button."""
+        ...
+
+    async def close_view(self, view_id: str, *, user_id: str = ...) -> Answer | None:
+        """A modal's close button."""
+        ...
+
+    async def slash_command(
+        self, command: str, text: str = "", *, user_id: str = ..., channel_id: str = ...
+    ) -> Answer:
+        """A slash command."""
+        ...
+
+    async def message_event(
+        self, channel: str, text: str, *, user: str = ..., thread_ts: str | None = None
+    ) -> Answer:
+        """A message posted by a person."""
+        ...
+
+
+class PageHost(Protocol):
+    """What the page needs from the emulator serving it (lab.slack_emulator.SlackEmulator)."""
+
+    workspace: SlackWorkspace
+
+    @property
+    def base_url(self) -> str:
+        """http://127.0.0.1:PORT"""
+        ...
+
+    @property
+    def driver(self) -> object:
+        """The driver that signs requests to the bot, once a bot is connected."""
+        ...
+
+    def messages(self, channel: str | None = None) -> list[dict[str, Any]]:
+        """Messages as they are now."""
+        ...
+
+    def message(self, channel: str, ts: str) -> dict[str, Any] | None:
+        """One message."""
+        ...
+
+    def ephemerals(
+        self, channel: str | None = None, user: str | None = None
+    ) -> list[dict[str, Any]]:
+        """Ephemeral messages."""
+        ...
+
+
 class BadRequest(web.HTTPBadRequest):
     """A page request the server refuses, with the reason as JSON."""
 
@@ -50,14 +134,14 @@ class BadRequest(web.HTTPBadRequest):
 class SlackWebPage:
     """The routes of the page, bound to one emulator."""
 
-    def __init__(self, emulator: SlackEmulator, channel: str = "C0INCIDENT") -> None:
+    def __init__(self, emulator: PageHost, channel: str = "C0INCIDENT") -> None:
         self.emulator = emulator
         self.channel = channel
         self.visitors: tuple[tuple[str, str], ...] = DEFAULT_VISITORS
         self.closing = False  # set when the emulator stops: long polls answer at once
 
     @property
-    def ws(self) -> Any:
+    def ws(self) -> SlackWorkspace:
         return self.emulator.workspace
 
     def url(self, user: str | None = None) -> str:
@@ -121,9 +205,9 @@ class SlackWebPage:
 
     # --- acting -----------------------------------------------------------------------------
 
-    def _driver(self) -> SlackDriver:
+    def _driver(self) -> PageDriver:
         driver = self.emulator.driver
-        if not isinstance(driver, SlackDriver):
+        if not isinstance(driver, PageDriver):
             raise web.HTTPConflict(
                 text=json.dumps({"error": "no bot is connected to this emulator yet"}),
                 content_type="application/json",
@@ -139,7 +223,7 @@ class SlackWebPage:
             raise BadRequest(f"no message {ts} in {channel} (deleted?)")
         return found
 
-    async def click(self, spec: dict[str, Any]) -> BotResponse:
+    async def click(self, spec: dict[str, Any]) -> Answer:
         """A button click as a signed block_actions request."""
         me = self._visitor(spec.get("as"))
         driver = self._driver()
@@ -193,7 +277,7 @@ class SlackWebPage:
                 errors[block_id] = REQUIRED
         return values, errors
 
-    async def submit(self, spec: dict[str, Any]) -> BotResponse | None:
+    async def submit(self, spec: dict[str, Any]) -> Answer | None:
         """The modal's submit button: Slack's own checks, then a signed view_submission."""
         me = self._visitor(spec.get("as"))
         view_id = str(spec.get("view_id", ""))
@@ -208,7 +292,7 @@ class SlackWebPage:
             return None
         return await self._driver().submit_view(view_id, values, user_id=me)
 
-    async def close(self, spec: dict[str, Any]) -> BotResponse | None:
+    async def close(self, spec: dict[str, Any]) -> Answer | None:
         """The modal's close button."""
         me = self._visitor(spec.get("as"))
         try:
@@ -216,7 +300,7 @@ class SlackWebPage:
         except LookupError as exc:
             raise BadRequest(str(exc)) from exc
 
-    async def command(self, spec: dict[str, Any]) -> BotResponse:
+    async def command(self, spec: dict[str, Any]) -> Answer:
         """A slash command typed in the composer; Slack shows the ack's body to the user."""
         me = self._visitor(spec.get("as"))
         channel = str(spec.get("channel") or self.channel)
@@ -232,7 +316,7 @@ class SlackWebPage:
             self.ws.post_ephemeral(channel, me, content, source="slash command response")
         return answer
 
-    async def message(self, spec: dict[str, Any]) -> BotResponse:
+    async def message(self, spec: dict[str, Any]) -> Answer:
         """A message (or thread reply) the visitor posts; the bot gets the event."""
         me = self._visitor(spec.get("as"))
         channel = str(spec.get("channel") or self.channel)
@@ -324,7 +408,7 @@ def _same_origin(request: web.Request) -> None:
         raise web.HTTPForbidden(text="cross-origin requests are refused")
 
 
-def _ack_content(answer: BotResponse) -> dict[str, Any] | None:
+def _ack_content(answer: Answer) -> dict[str, Any] | None:
     """What Slack shows for a slash command's ack body: its text/blocks, or the plain text."""
     if answer.status != 200 or not answer.body.strip():
         return None
