@@ -90,7 +90,10 @@ def incident_message(emulator: SlackEmulator, guid: str) -> dict[str, Any] | Non
 class Demo:
     """Everything the demo started, stopped in reverse order by one exit stack."""
 
-    def __init__(self, data_dir: Path, lab_dir: Path, page_port: int) -> None:
+    def __init__(
+        self, data_dir: Path, lab_dir: Path, page_port: int, *, simulator_only: bool = False
+    ) -> None:
+        self.simulator_only = simulator_only
         self.data_dir = data_dir
         self.lab_dir = lab_dir
         self.page_port = page_port
@@ -110,7 +113,11 @@ class Demo:
         self.stack.callback(stop_embedded)
         _say(f"embedded Redis: {redis_url}")
         self.check()
-        forest = await asyncio.to_thread(start_forest, self.lab_dir, self.data_dir, _say)
+        forest = await asyncio.to_thread(
+            lambda: start_forest(
+                self.lab_dir, self.data_dir, _say, simulator_only=self.simulator_only
+            )
+        )
         self.stack.push_async_callback(asyncio.to_thread, forest.stop)
         sims = ", ".join(f"{f} {s.scheme}://{s.host}:{s.port}" for f, s in forest.sims.items())
         _say(f"DC simulator (WinRM): {sims}")
@@ -234,11 +241,16 @@ def _on_signals(stop: asyncio.Event) -> Callable[[], None]:
 
 
 async def run_demo(
-    *, once: bool, data_dir: Path, lab_dir: Path, page_port: int = DEFAULT_PAGE_PORT
+    *,
+    once: bool,
+    data_dir: Path,
+    lab_dir: Path,
+    page_port: int = DEFAULT_PAGE_PORT,
+    simulator_only: bool = False,
 ) -> int:
     """Run the incident; keep serving the page until Ctrl-C unless `once`."""
     began = time.monotonic()
-    demo = Demo(data_dir, lab_dir, page_port)
+    demo = Demo(data_dir, lab_dir, page_port, simulator_only=simulator_only)
     restore = _on_signals(demo.stop)
     try:
         async with demo.stack:

@@ -142,11 +142,13 @@ def _simulated_dcs(
     }
 
 
-def start_forest(lab_dir: Path, work_dir: Path, say: Say) -> DemoForest:
+def start_forest(
+    lab_dir: Path, work_dir: Path, say: Say, *, simulator_only: bool = False
+) -> DemoForest:
     """The Samba-backed forest when possible, else the simulator alone (and say which)."""
     password = secrets.token_urlsafe(18)
     os.environ[WINRM_PASSWORD_ENV] = password  # the in-process bot reads it by reference
-    reason = samba_unavailable_reason()
+    reason = "--simulator-only was given" if simulator_only else samba_unavailable_reason()
     if reason is None:
         forest, claim = open_samba_forest(lab_dir, say)
         try:
@@ -176,7 +178,10 @@ def start_forest(lab_dir: Path, work_dir: Path, say: Say) -> DemoForest:
                 "password": {"env": LDAP_PASSWORD_ENV},
             },
         )
-    say(f"Samba AD forest: not available here ({reason}); the DC simulator runs alone")
+    say(
+        f"Samba AD forest: not used ({reason}); the DC simulator runs alone, so the diagnosis "
+        "will find no directory to read"
+    )
     lab = DcLab(SIM_FOREST, work_dir / "dcsim")
     fqdns = [f"dc1.{SIM_FOREST}", f"dc2.{SIM_FOREST}"]
     sims = _simulated_dcs(lab, fqdns, {}, password, {})

@@ -69,7 +69,13 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     shutil.rmtree(data_dir, ignore_errors=True)
     data_dir.mkdir(parents=True, exist_ok=True)
     return asyncio.run(
-        run_demo(once=args.once, data_dir=data_dir, lab_dir=lab_dir, page_port=args.port)
+        run_demo(
+            once=args.once,
+            data_dir=data_dir,
+            lab_dir=lab_dir,
+            page_port=args.port,
+            simulator_only=args.simulator_only,
+        )
     )
 
 
@@ -181,6 +187,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--port", type=int, default=8411, help="port of the Slack page (0: any)")
     demo.add_argument(
         "--prepare", action="store_true", help="only provision the Samba lab forest, then exit"
+    )
+    demo.add_argument(
+        "--simulator-only", action="store_true", help="no Samba forest: the DC simulator alone"
     )
     demo.set_defaults(func=_cmd_demo)
     alert = sub.add_parser("alert", help="alert tools").add_subparsers(

@@ -47,7 +47,7 @@ def _nothing_left(demo: BotProcess, page_url: str) -> None:
     """The demo's DCs, simulator and page are gone (it stops what it started, by PID)."""
     addresses = {m.group(1) for line in demo.lines for m in SIMULATED.finditer(line)}
     assert addresses, demo.lines
-    if any("Samba AD forest: not available" in line for line in demo.lines):
+    if any("Samba AD forest: not used" in line for line in demo.lines):
         return
     for address in addresses:
         assert _refused(address, 389), f"a Samba DC still answers LDAP on {address}"
@@ -71,6 +71,24 @@ def test_demo_once_reaches_the_incident_page_and_exits(tmp_path: Path, lab_dir: 
     assert "demo: page: the thread shows the diagnosis" in out
     assert demo.lines[-1] == "demo: stopping"
     _nothing_left(demo, page)
+
+
+def test_demo_without_samba_says_so_and_still_opens_the_incident(
+    tmp_path: Path, lab_dir: Path
+) -> None:
+    demo = _demo(tmp_path, lab_dir, "--once", "--simulator-only")
+    try:
+        code = demo.proc.wait(timeout=120)
+    finally:
+        demo.stop()
+    out = "\n".join(demo.lines)
+    assert code == 0, f"{out}\n{demo.stderr()[-3000:]}"
+    assert "Samba AD forest: not used (--simulator-only was given)" in out
+    assert "sent Event 1411 as a forwarder would -> 202" in out
+    assert any(INCIDENT.match(line) for line in demo.lines)
+    # No directory to read: the thread says the diagnosis failed, and why.
+    assert re.search(r"diagnosis in the thread: :x: Diagnosis of `\S+` failed", out), out
+    assert demo.lines[-1] == "demo: stopping"
 
 
 @pytest.fixture
