@@ -30,7 +30,7 @@ FLAGS = [
     "--disable-sync",
     "--no-first-run",
 ]
-VIEWPORT = {"width": 1360, "height": 820}
+VIEWPORT = {"width": 1360, "height": 900}
 ROOT = Path(__file__).resolve().parents[1]
 # Screenshots always go to test-results/; to docs/img/ (the walkthrough's) when asked, so a
 # plain test run leaves the working tree as it was.
@@ -91,7 +91,6 @@ class SlackPage:
         """The element under `where` that shows `text`, once it does."""
         found = self.page.locator(where).get_by_text(text, exact=False).first
         found.wait_for(state="visible")
-        found.scroll_into_view_if_needed()
         return found
 
     def absent(self, text: str, *, where: str = "#messages") -> bool:
@@ -106,6 +105,12 @@ class SlackPage:
     def wait_in_thread(self, text: str) -> Locator:
         """A thread message showing `text`, once it does."""
         return self.wait_for(text, where="#thread")
+
+    def show_last_reply(self) -> None:
+        """Scroll the thread so its latest reply starts at the top (for a screenshot)."""
+        self.page.eval_on_selector(
+            "#thread", "el => { el.scrollTop = el.lastElementChild.offsetTop - el.offsetTop; }"
+        )
 
     def thread_text(self) -> str:
         """Everything the open thread shows, as text."""
