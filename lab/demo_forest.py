@@ -30,6 +30,7 @@ WINRM_PASSWORD_ENV = "AD1411_DEMO_WINRM_PASSWORD"
 # Windows takes minutes; the lab restarts a DC in seconds.
 DEMO_RESTART = RestartTiming(grace_seconds=1.0, downtime_seconds=4.0, directory_delay_seconds=0.5)
 
+USED_MARKER = "demo-broke-this-forest"
 Say = Callable[[str], None]
 
 
@@ -56,7 +57,10 @@ def open_samba_forest(lab_dir: Path, say: Say) -> tuple[SambaForest, AddressPair
         if (forest.base_dir / "lab-state.json").exists():
             say(f"Samba AD forest: starting DC1 and DC2 on {claim.address} (cached)")
             forest.start()
-            forest.mark_dirty()  # the last demo left DC2 broken: restore the healthy snapshot
+            used = forest.base_dir / USED_MARKER
+            if used.exists():
+                forest.mark_dirty()  # a demo broke it (and maybe more): the healthy snapshot
+                used.unlink()
             forest.reset()
         else:
             say(f"Samba AD forest: provisioning DC1 and DC2 on {claim.address} (once, ~40 s)")
@@ -109,6 +113,7 @@ class DemoForest:
     def break_forest(self) -> None:
         """Remove DC2's serverReference; DC2's next pull from DC1 is refused (8453)."""
         if self.samba is not None:
+            (self.samba.base_dir / USED_MARKER).touch()
             dc1, dc2 = self.samba.dc(self.reporter_fqdn), self.samba.dc(self.target_fqdn)
             self.samba.remove_server_reference(dc2)
             # DC2's scheduled replication from DC1, now rather than in up to 5 minutes
