@@ -120,6 +120,21 @@ class SlackPage:
         """Everything the channel shows, as text."""
         return self.page.inner_text("#messages")
 
+    def send(self, text: str) -> None:
+        """Type a message or a slash command in the channel's composer and send it."""
+        self.page.fill("#composer-text", text)
+        self.page.press("#composer-text", "Enter")
+
+    def modal(self) -> Locator:
+        """The modal on top, once one is open."""
+        found = self.page.locator("#modal-layer:not([hidden]) .modal")
+        found.wait_for(state="visible")
+        return found
+
+    def choose_in_modal(self, block_id: str, value: str) -> None:
+        """Pick a radio button or checkbox of the open modal, by block_id and option value."""
+        self.page.check(f"#modal-layer [data-block-id='{block_id}'] input[value='{value}']")
+
     def fill_modal(self, values: dict[str, str]) -> None:
         """Type into the open modal's inputs, by block_id."""
         for block_id, value in values.items():

@@ -220,7 +220,10 @@
 
   $("as").addEventListener("change", (event) => {
     state.as = event.target.value;
+    // Modals belong to one person's client: the next one's (if any) comes with the refresh.
     state.modalKey = "";
+    $("modal-layer").innerHTML = "";
+    $("modal-layer").hidden = true;
     refresh();
   });
 
