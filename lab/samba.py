@@ -7,6 +7,7 @@ Public API (all operations are real: samba-tool, ldb tools, LDAP):
     forest.stop()         # stops the samba processes this object started (by PID)
     forest.clean()        # stop, then delete base_dir
     with SambaForest(base_dir) as forest: ...   # start() / clean()
+    forest.stop_dc(dc); forest.start_dc(dc); forest.is_running(dc); forest.pid(dc)   one DC
 
     forest.forest            "lab.ad1411.test"      (DNS name; realm = forest.realm)
     forest.netbios_domain    "LAB"
@@ -1055,6 +1056,36 @@ class SambaForest:
         """`samba-tool drs kcc` on `dc`."""
         return self.samba_tool(None, "drs", "kcc", self.dc(dc).fqdn).output
 
+    # ---- one DC's power (a DC restart in the DC simulator) ---------------------------------
+    def is_running(self, dc: int | str | DcInfo) -> bool:
+        """Whether this object's samba process for `dc` runs."""
+        proc = self._samba.get(self.dc(dc).name)
+        return proc is not None and proc.poll() is None
+
+    def pid(self, dc: int | str | DcInfo) -> int | None:
+        """PID of the running samba process of `dc` (a new one after each start)."""
+        return self._samba[self.dc(dc).name].pid if self.is_running(dc) else None
+
+    def stop_dc(self, dc: int | str | DcInfo) -> None:
+        """Stop one DC's samba (SIGTERM, then its whole process group); its data stays."""
+        self._stop_dc(self.dc(dc).name)
+
+    def start_dc(self, dc: int | str | DcInfo) -> None:
+        """Start one stopped DC and wait until it answers LDAP (no-op when it runs)."""
+        info = self.dc(dc)
+        if not self.is_running(info):
+            self._start_dc(info.name, info.address)
+
+    def start_stopped_dcs(self) -> None:
+        """Start the whole lab if nothing runs, else every DC that is stopped."""
+        holder = self._holder
+        if not self._samba or holder is None or holder.poll() is not None:
+            self.stop()
+            self.start()
+            return
+        for info in self.dcs:
+            self.start_dc(info)
+
     # ---- reset -------------------------------------------------------------------------
     def _dsa_options(self, dc: DcInfo) -> str:
         conn = self.connect(dc)
@@ -1076,8 +1107,7 @@ class SambaForest:
 
     def reset(self) -> None:
         """Back to the healthy baseline: heal over LDAP when that suffices, else the snapshot."""
-        if not self._samba:
-            self.start()
+        self.start_stopped_dcs()
         if self._restore_needed:
             self.restore_snapshot()
             return

@@ -49,6 +49,7 @@ async def _serve(args: argparse.Namespace) -> None:
         emu.driver = SlackDriver(emu, signing_secret=args.signing_secret, bot_url=args.bot_url)
     print(f"SLACK_API_URL={emu.api_url}", flush=True)
     print(f"control API: {emu.base_url}/_lab/ (calls, messages, command, click, message, faults)")
+    print(f"web page: {emu.web.url()} (the incident channel; clicks need --bot-url)", flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):

@@ -115,7 +115,7 @@ class SlackDriver:
             "api_app_id": ws.app_id,
             "is_enterprise_install": "false",
             "response_url": self.emulator.issue_response_url(channel.id, user.id),
-            "trigger_id": self.emulator.issue_trigger_id(),
+            "trigger_id": self.emulator.issue_trigger_id(user.id),
         }
 
     @staticmethod
@@ -135,13 +135,21 @@ class SlackDriver:
 
     @classmethod
     def find_button(
-        cls, message: dict[str, Any], *, action_id: str | None = None, text: str | None = None
+        cls,
+        message: dict[str, Any],
+        *,
+        action_id: str | None = None,
+        text: str | None = None,
+        block_id: str | None = None,
     ) -> dict[str, Any]:
-        """The button with this action_id or visible text; LookupError lists what is there."""
+        """The button with this action_id or visible text (in block_id's block when given);
+        LookupError lists what is there. action_ids are unique per block only, as in Slack."""
         if (action_id is None) == (text is None):
             raise ValueError("give exactly one of action_id or text")
         buttons = cls.buttons(message)
         for button in buttons:
+            if block_id is not None and button.get("block_id") != block_id:
+                continue
             label = str(button.get("text", {}).get("text", ""))
             if (action_id is not None and button.get("action_id") == action_id) or (
                 text is not None and label.strip().lower() == text.strip().lower()
@@ -196,7 +204,7 @@ class SlackDriver:
                 "channel_id": channel.id,
                 "is_ephemeral": ephemeral,
             },
-            "trigger_id": self.emulator.issue_trigger_id(),
+            "trigger_id": self.emulator.issue_trigger_id(user_id),
             "team": {"id": ws.team_id, "domain": ws.domain},
             "enterprise": None,
             "is_enterprise_install": False,
@@ -270,14 +278,113 @@ class SlackDriver:
         user_id: str = "U0ONCALL1",
         value: str | None = None,
         forgery: Forgery = Forgery.NONE,
+        block_id: str | None = None,
     ) -> BotResponse:
         """user_id clicks a button (found by action_id or text) in a recorded message.
 
         `value` overrides the button's value, to test that the bot refuses tampered values.
         """
-        button = self.find_button(message, action_id=action_id, text=text)
+        button = self.find_button(message, action_id=action_id, text=text, block_id=block_id)
         payload = self.block_actions_payload(message, button, user_id=user_id, value=value)
         return await self.send(self.interactive_request(payload), forgery=forgery)
+
+    # -- modals ----------------------------------------------------------------------------
+
+    def _view_payload(self, kind: str, view: dict[str, Any], user_id: str) -> dict[str, Any]:
+        ws = self.emulator.workspace
+        return {
+            "type": kind,
+            "team": {"id": ws.team_id, "domain": ws.domain},
+            "user": self._user(user_id),
+            "api_app_id": ws.app_id,
+            "token": self._verification_token,
+            "trigger_id": self.emulator.issue_trigger_id(user_id),
+            "view": view,
+            "enterprise": None,
+            "is_enterprise_install": False,
+        }
+
+    def _open_view(self, view_id: str, user_id: str) -> dict[str, Any]:
+        for view in self.emulator.workspace.open_views(user_id):
+            if view["id"] == view_id:
+                return view
+        raise LookupError(f"no modal {view_id} is open for {user_id}")
+
+    async def submit_view(
+        self, view_id: str, values: dict[str, Any], *, user_id: str = "U0ONCALL1"
+    ) -> BotResponse:
+        """user_id presses the submit button of an open modal with `values` (state.values);
+        then Slack's side does what the ack's response_action says."""
+        view = self._open_view(view_id, user_id)
+        self.emulator.workspace.set_view_state(view_id, values)
+        view["state"] = {"values": values}
+        payload = {**self._view_payload("view_submission", view, user_id), "response_urls": []}
+        answer = await self.send(self.interactive_request(payload))
+        self.apply_view_answer(view_id, user_id, answer)
+        return answer
+
+    def apply_view_answer(self, view_id: str, user_id: str, answer: BotResponse) -> None:
+        """What Slack does with the app's answer to a view_submission."""
+        ws = self.emulator.workspace
+        if answer.status != 200:
+            # Slack keeps the modal open and says it could not reach the app.
+            ws.set_view_errors(view_id, {"": "We had some trouble connecting. Try again?"})
+            return
+        try:
+            body = answer.json() or {}
+        except json.JSONDecodeError:
+            body = {}
+        action = body.get("response_action") if isinstance(body, dict) else None
+        if action == "errors" and isinstance(body.get("errors"), dict):
+            ws.set_view_errors(view_id, {str(k): str(v) for k, v in body["errors"].items()})
+        elif action == "update" and isinstance(body.get("view"), dict):
+            ws.update_view(view_id, None, body["view"], None)
+        elif action == "push" and isinstance(body.get("view"), dict):
+            ws.open_view(body["view"], user_id, push=True)
+        elif action == "clear":
+            ws.close_view(view_id, clear=True)
+        else:
+            ws.close_view(view_id)
+
+    async def close_view(self, view_id: str, *, user_id: str = "U0ONCALL1") -> BotResponse | None:
+        """user_id cancels a modal; the app hears of it only when it asked (notify_on_close)."""
+        view = self._open_view(view_id, user_id)
+        self.emulator.workspace.close_view(view_id)
+        if not view.get("notify_on_close"):
+            return None
+        payload = {**self._view_payload("view_closed", view, user_id), "is_cleared": False}
+        return await self.send(self.interactive_request(payload))
+
+    async def click_in_view(
+        self,
+        view_id: str,
+        *,
+        action_id: str,
+        block_id: str | None = None,
+        user_id: str = "U0ONCALL1",
+    ) -> BotResponse:
+        """user_id clicks a button inside an open modal (block_actions from a view)."""
+        view = self._open_view(view_id, user_id)
+        button = self.find_button(
+            {"blocks": view.get("blocks"), "ts": view_id}, action_id=action_id, block_id=block_id
+        )
+        ws = self.emulator.workspace
+        action: dict[str, Any] = {
+            "action_id": button.get("action_id"),
+            "block_id": button.get("block_id"),
+            "text": button.get("text"),
+            "type": "button",
+            "action_ts": ws.next_ts(),
+        }
+        if button.get("value") is not None:
+            action["value"] = button["value"]
+        payload = {
+            **self._view_payload("block_actions", view, user_id),
+            "container": {"type": "view", "view_id": view_id},
+            "state": view.get("state", {"values": {}}),
+            "actions": [action],
+        }
+        return await self.send(self.interactive_request(payload))
 
     @staticmethod
     def interactive_request(payload: dict[str, Any]) -> SentRequest:
@@ -297,7 +404,7 @@ class SlackDriver:
         }
         return await self.event(event)
 
-    async def click_in_view(
+    async def click_in_home(
         self,
         view: dict[str, Any],
         *,
@@ -305,7 +412,7 @@ class SlackDriver:
         user_id: str = "U0ONCALL1",
         index: int = 0,
     ) -> BotResponse:
-        """user_id clicks the index-th button labelled `text` in a view (Home tab or modal)."""
+        """user_id clicks the index-th button labelled `text` in their Home tab `view`."""
         found = [
             b
             for b in self.buttons(view)
@@ -338,44 +445,6 @@ class SlackDriver:
             ],
         }
         return await self.send(self.interactive_request(payload))
-
-    def view_submission_payload(
-        self, view: dict[str, Any], values: dict[str, dict[str, str]], *, user_id: str
-    ) -> dict[str, Any]:
-        """What Slack sends when user_id submits a modal: each input's value by block and
-        action id (values = {block_id: {action_id: text}})."""
-        ws = self.emulator.workspace
-        state = {
-            block: {
-                action: {"type": "plain_text_input", "value": text} for action, text in v.items()
-            }
-            for block, v in values.items()
-        }
-        submitted = {**view, "state": {"values": state}}
-        return {
-            "type": "view_submission",
-            "team": {"id": ws.team_id, "domain": ws.domain},
-            "user": self._user(user_id),
-            "api_app_id": ws.app_id,
-            "token": self._verification_token,
-            "trigger_id": self.emulator.issue_trigger_id(),
-            "view": submitted,
-            "response_urls": [],
-            "is_enterprise_install": False,
-            "enterprise": None,
-        }
-
-    async def submit_view(
-        self,
-        view: dict[str, Any],
-        values: dict[str, dict[str, str]],
-        *,
-        user_id: str = "U0ONCALL1",
-        forgery: Forgery = Forgery.NONE,
-    ) -> BotResponse:
-        """user_id submits the modal `view` (as views() shows it) with these input values."""
-        payload = self.view_submission_payload(view, values, user_id=user_id)
-        return await self.send(self.interactive_request(payload), forgery=forgery)
 
     async def event(
         self,

@@ -23,6 +23,7 @@ from aiohttp import web
 from lab.slack_faults import FaultPlan
 from lab.slack_methods import JSON_FIELDS, METHODS, post_to_response_url
 from lab.slack_socket import SocketHub
+from lab.slack_web import SlackWebPage
 from lab.slack_workspace import ApiCall, SlackApiFailure, SlackWorkspace
 
 T = TypeVar("T")
@@ -88,7 +89,8 @@ class SlackEmulator:
         self.workspace = workspace or SlackWorkspace()
         self.faults = FaultPlan()
         self.socket = SocketHub(self.workspace)
-        self.driver: SlackUser | None = None  # set to enable the /_lab/ actions
+        self.driver: SlackUser | None = None  # set to enable the /_lab/ actions and the page
+        self.web = SlackWebPage(self)  # the incident channel as a web page, at base_url
         self.host = host
         self.port = port
         self._bot_token = bot_token
@@ -121,6 +123,7 @@ class SlackEmulator:
         app.router.add_post("/response/{response_id}", self._response_url)
         app.router.add_get("/socket", self.socket.handle)
         _control_routes(app, self)
+        self.web.add_routes(app)
         return app
 
     async def start_async(self) -> Self:
@@ -135,6 +138,7 @@ class SlackEmulator:
 
     async def stop_async(self) -> None:
         """Stop serving (connected Socket Mode apps are disconnected)."""
+        self.web.closing = True
         await self.socket.close_all()
         if self._runner is not None:
             await self._runner.cleanup()
@@ -256,9 +260,9 @@ class SlackEmulator:
         ref = self.workspace.issue_response_url(channel, user, message_ts)
         return f"{self.base_url}/response/{ref.id}"
 
-    def issue_trigger_id(self) -> str:
-        """A trigger_id that views.open accepts once."""
-        return self.workspace.issue_trigger_id()
+    def issue_trigger_id(self, user: str | None = None) -> str:
+        """A trigger_id that views.open accepts once (opening the modal in `user`'s client)."""
+        return self.workspace.issue_trigger_id(user)
 
     @property
     def socket_connections(self) -> int:

@@ -197,8 +197,17 @@ def _view(params: Params) -> dict[str, Any]:
 def views_open(ws: SlackWorkspace, params: Params) -> Answer:
     """views.open."""
     view = _view(params)
-    ws.use_trigger_id(params.get("trigger_id"))
-    return {"ok": True, "view": ws.open_view(view, None)}
+    user = ws.use_trigger_id(params.get("trigger_id"))
+    return {"ok": True, "view": ws.open_view(view, user)}
+
+
+def views_push(ws: SlackWorkspace, params: Params) -> Answer:
+    """views.push: a modal on top of the one open in the same client."""
+    view = _view(params)
+    user = ws.use_trigger_id(params.get("trigger_id"))
+    if not ws.open_views(user or ""):
+        raise SlackApiFailure("not_found")  # Slack: push needs an open modal
+    return {"ok": True, "view": ws.open_view(view, user, push=True)}
 
 
 def views_update(ws: SlackWorkspace, params: Params) -> Answer:
@@ -235,6 +244,7 @@ METHODS: dict[str, Method] = {
     "views.open": views_open,
     "views.update": views_update,
     "views.publish": views_publish,
+    "views.push": views_push,
 }
 
 

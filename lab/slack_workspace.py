@@ -170,7 +170,12 @@ class SlackWorkspace:
     _views: dict[str, dict[str, Any]] = field(default_factory=dict, init=False, repr=False)
     _homes: dict[str, dict[str, Any]] = field(default_factory=dict, init=False, repr=False)
     _response_urls: dict[str, ResponseUrl] = field(default_factory=dict, init=False, repr=False)
-    _triggers: dict[str, float] = field(default_factory=dict, init=False, repr=False)
+    _triggers: dict[str, tuple[float, str | None]] = field(
+        default_factory=dict, init=False, repr=False
+    )
+    _view_stacks: dict[str, list[str]] = field(default_factory=dict, init=False, repr=False)
+    _view_errors: dict[str, dict[str, str]] = field(default_factory=dict, init=False, repr=False)
+    version: int = field(default=0, init=False)  # counts changes, for pages that long-poll
     _files: dict[str, tuple[dict[str, Any], str]] = field(
         default_factory=dict, init=False, repr=False
     )
@@ -239,6 +244,7 @@ class SlackWorkspace:
     # -- waiting ---------------------------------------------------------------------------
 
     def _notify(self) -> None:
+        self.version += 1
         self._changed.notify_all()
 
     def wait_for(self, predicate: Callable[[], T], timeout: float) -> T:
@@ -426,23 +432,24 @@ class SlackWorkspace:
             ref.uses += 1
             return ref
 
-    def issue_trigger_id(self) -> str:
-        """A trigger_id views.open will accept for `trigger_ttl` seconds."""
+    def issue_trigger_id(self, user: str | None = None) -> str:
+        """A trigger_id views.open will accept for `trigger_ttl` seconds (for `user`'s client)."""
         with self._lock:
             trigger = (
                 f"{secrets.randbelow(10**10)}.{secrets.randbelow(10**12)}.{secrets.token_hex(16)}"
             )
-            self._triggers[trigger] = time.monotonic()
+            self._triggers[trigger] = (time.monotonic(), user)
             return trigger
 
-    def use_trigger_id(self, trigger: object) -> None:
-        """Consume a trigger_id; invalid_trigger_id/expired_trigger_id like Slack."""
+    def use_trigger_id(self, trigger: object) -> str | None:
+        """Consume a trigger_id and return whose it was; invalid/expired_trigger_id like Slack."""
         with self._lock:
             issued = self._triggers.pop(trigger, None) if isinstance(trigger, str) else None
             if issued is None:
                 raise SlackApiFailure("invalid_trigger_id")
-            if time.monotonic() - issued > self.trigger_ttl:
+            if time.monotonic() - issued[0] > self.trigger_ttl:
                 raise SlackApiFailure("expired_trigger_id")
+            return issued[1]
 
     # -- files -----------------------------------------------------------------------------
 
@@ -488,10 +495,15 @@ class SlackWorkspace:
 
     # -- views -----------------------------------------------------------------------------
 
-    def open_view(self, view: dict[str, Any], user: str | None) -> dict[str, Any]:
-        """Record an opened modal and return it with Slack's ids."""
+    def open_view(
+        self, view: dict[str, Any], user: str | None, *, push: bool = False
+    ) -> dict[str, Any]:
+        """Record an opened (or, with push, stacked) modal and return it with Slack's ids."""
         with self._lock:
             view_id = "V" + secrets.token_hex(5).upper()
+            stack = self._view_stacks.setdefault(user or "", [])
+            if not push:
+                stack.clear()
             stored = {
                 **view,
                 "id": view_id,
@@ -501,10 +513,46 @@ class SlackWorkspace:
                 "hash": secrets.token_hex(8),
                 "user": user,
                 "state": {"values": {}},
+                "root_view_id": stack[0] if stack else view_id,
+                "previous_view_id": stack[-1] if stack else None,
             }
+            stack.append(view_id)
             self._views[view_id] = stored
             self._notify()
             return copy.deepcopy(stored)
+
+    def open_views(self, user: str) -> list[dict[str, Any]]:
+        """The modals open in `user`'s client, bottom to top (the top one is shown)."""
+        with self._lock:
+            return [copy.deepcopy(self._views[v]) for v in self._view_stacks.get(user, [])]
+
+    def close_view(self, view_id: str, *, clear: bool = False) -> None:
+        """Close one modal (the user cancelled or submitted it), or with clear its whole stack."""
+        with self._lock:
+            for stack in self._view_stacks.values():
+                if view_id in stack:
+                    del stack[0 if clear else stack.index(view_id) :]
+            self._view_errors.pop(view_id, None)
+            self._notify()
+
+    def set_view_errors(self, view_id: str, errors: dict[str, str]) -> None:
+        """Errors the app returned for a submission (response_action: errors), per block."""
+        with self._lock:
+            self._view_errors[view_id] = dict(errors)
+            self._notify()
+
+    def view_errors(self, view_id: str) -> dict[str, str]:
+        """The errors shown on a modal now."""
+        with self._lock:
+            return dict(self._view_errors.get(view_id, {}))
+
+    def set_view_state(self, view_id: str, values: dict[str, Any]) -> None:
+        """What the user entered in a modal (view.state.values)."""
+        with self._lock:
+            found = self._views.get(view_id)
+            if found is not None:
+                found["state"] = {"values": copy.deepcopy(values)}
+                self._notify()
 
     def update_view(
         self, view_id: object, external_id: object, view: dict[str, Any], hash_: object
@@ -522,7 +570,9 @@ class SlackWorkspace:
                 raise SlackApiFailure("not_found")
             if isinstance(hash_, str) and hash_ and hash_ != found["hash"]:
                 raise SlackApiFailure("hash_conflict")
-            keep = {k: found[k] for k in ("id", "team_id", "app_id", "bot_id", "user", "state")}
+            kept = ("id", "team_id", "app_id", "bot_id", "user", "state", "root_view_id")
+            keep = {k: found[k] for k in (*kept, "previous_view_id")}
+            self._view_errors.pop(found["id"], None)
             found.clear()
             found.update(view, **keep, hash=secrets.token_hex(8))
             self._notify()

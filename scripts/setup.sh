@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Shared set-up: Debian packages when missing, then a venv with the locked dependencies.
 # Prints one line per phase; the tools' own output goes to .venv-setup.log (shown on failure).
+# --with-browser also installs Debian's chromium for the browser test (never a downloaded one).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 LOG="$PWD/.venv-setup.log"
@@ -24,6 +25,10 @@ command -v ip >/dev/null 2>&1 || need_pkgs+=(iproute2)
 # gssapi and krb5 (Kerberos for LDAP and WinRM) have no Linux wheels: they build against these.
 command -v krb5-config >/dev/null 2>&1 || need_pkgs+=(libkrb5-dev)
 command -v cc >/dev/null 2>&1 || need_pkgs+=(gcc libc6-dev)
+if [ "${1:-}" = "--with-browser" ]; then
+  command -v chromium >/dev/null 2>&1 || need_pkgs+=(chromium fonts-dejavu-core)
+  command -v chromedriver >/dev/null 2>&1 || need_pkgs+=(chromium-driver)
+fi
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   if [ "$(id -u)" -eq 0 ]; then
     step "installing Debian packages: ${need_pkgs[*]}"

@@ -106,7 +106,7 @@ def build_kerberos_sims(
             https=https,
             keytab=forest.dc_keytab,
             realm=forest.realm,
-            address=dc.address if on_dc_addresses else LOOPBACK,
+            host=dc.address if on_dc_addresses else LOOPBACK,
         )
         for dc in forest.dcs
     ]

@@ -276,10 +276,15 @@ def step_line(message: dict[str, Any], key: str) -> str:
     return ""
 
 
+def reason_values(text: str) -> dict[str, Any]:
+    """The state.values of the reason modal with `text` typed in."""
+    return {"reason": {"reason": {"type": "plain_text_input", "value": text}}}
+
+
 async def submit_reason(lab: ProcedureLab, user: str, reason: str) -> None:
     """Fill the reason modal the last click opened, as `user`."""
     modal = (await lab.emulator.wait_for_async(lab.emulator.views, timeout=20))[-1]
-    await lab.driver.submit_view(modal, {"reason": {"reason": reason}}, user_id=user)
+    await lab.driver.submit_view(modal["id"], reason_values(reason), user_id=user)
 
 
 async def advance(

@@ -58,16 +58,27 @@ def _lab_missing(exc: ImportError) -> int:
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     try:
-        from lab.demo import run_demo  # noqa: PLC0415
+        from lab.demo import prepare_lab, run_demo  # noqa: PLC0415
     except ImportError as exc:
         return _lab_missing(exc)
 
     _setup_logging("WARNING")
+    lab_dir = Path(args.lab_dir).resolve()
+    if args.prepare:
+        return asyncio.run(prepare_lab(lab_dir))
     data_dir = Path(args.data_dir).resolve()
     # The demo's Slack is new each run, so its Redis starts empty too.
     shutil.rmtree(data_dir, ignore_errors=True)
     data_dir.mkdir(parents=True, exist_ok=True)
-    return asyncio.run(run_demo(once=args.once, data_dir=data_dir))
+    return asyncio.run(
+        run_demo(
+            once=args.once,
+            data_dir=data_dir,
+            lab_dir=lab_dir,
+            page_port=args.port,
+            simulator_only=args.simulator_only,
+        )
+    )
 
 
 def _cmd_alert_parse(args: argparse.Namespace) -> int:
@@ -333,8 +344,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     worker.set_defaults(func=_cmd_worker)
     demo = sub.add_parser("demo", help="run everything on embedded defaults (lab peers)")
-    demo.add_argument("--once", action="store_true", help="run the scripted scenario and exit")
+    demo.add_argument(
+        "--once", action="store_true", help="run the incident, Diagnose from the page, and exit"
+    )
     demo.add_argument("--data-dir", default="var/demo", help="where embedded Redis keeps data")
+    demo.add_argument(
+        "--lab-dir", default="var/lab", help="where the Samba lab forest is kept between runs"
+    )
+    demo.add_argument("--port", type=int, default=8411, help="port of the Slack page (0: any)")
+    demo.add_argument(
+        "--prepare", action="store_true", help="only provision the Samba lab forest, then exit"
+    )
+    demo.add_argument(
+        "--simulator-only", action="store_true", help="no Samba forest: the DC simulator alone"
+    )
     demo.set_defaults(func=_cmd_demo)
     alert = sub.add_parser("alert", help="alert tools").add_subparsers(
         dest="alert_cmd", required=True

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import logging
 import threading
 import uuid
 from collections.abc import Callable, Coroutine
@@ -19,12 +20,14 @@ from lab.dcsim import soap
 from lab.dcsim.accounts import AcceptorKeytab, Account, NtlmUserFile
 from lab.dcsim.endpoint import AuthPolicy, WsmanListener
 from lab.dcsim.faults import FaultPlan
+from lab.dcsim.machine import DcMachine
 from lab.dcsim.programs import ProgramResult, run_command_line
 from lab.dcsim.repadmin_backend import InMemoryRepadmin, RepadminBackend
 from lab.dcsim.shells import DROP, CmdShell, Drop, PsrpShell, Reply, ShellContext
 from lab.dcsim.state import CommandRecord, DcState, Forest, RegistryValue, now
 from lab.dcsim.tls import ServerTls, issue_self_signed_tls, issue_server_tls
 
+log = logging.getLogger(__name__)
 T = TypeVar("T")
 LOOPBACK = "127.0.0.1"
 RepadminFactory = Callable[[Forest, str], RepadminBackend]
@@ -51,10 +54,12 @@ class SimulatedDc:
         tls: ServerTls | None,
         repadmin: RepadminBackend,
         restart: RestartTiming,
-        address: str = LOOPBACK,
+        machine: DcMachine | None = None,
+        host: str = LOOPBACK,
     ) -> None:
         self.lab = lab
-        self.address = address
+        self.machine = machine
+        self.host = host
         self.state = state
         self.faults = FaultPlan()
         self.tls = tls
@@ -76,6 +81,7 @@ class SimulatedDc:
         self._up = False
         self._pending_restart: asyncio.TimerHandle | None = None
         self._restart_scheduled = False
+        self._power = asyncio.Lock()
         self._ctx = ShellContext(
             fqdn=state.fqdn,
             forest=lab.forest,
@@ -107,6 +113,11 @@ class SimulatedDc:
         """Whether the WinRM port is open."""
         return self._up
 
+    @property
+    def address(self) -> str:
+        """The loopback address it listens on (the same as `host`)."""
+        return self.host
+
     def commands(self) -> list[CommandRecord]:
         """The command log of this DC, oldest first."""
         return self.lab.forest.commands_on(self.fqdn)
@@ -128,18 +139,22 @@ class SimulatedDc:
 
     async def start(self, port: int, directory_port: int) -> None:
         """Open the WinRM and directory ports."""
-        self.port = await self.listener.start(self.address, port)
+        self.port = await self.listener.start(self.host, port)
         self._directory = await asyncio.start_server(
-            _close_at_once, self.address, directory_port, reuse_address=True
+            _close_at_once, self.host, directory_port, reuse_address=True
         )
         self.directory_port = int(self._directory.sockets[0].getsockname()[1])
         self._up = True
 
     async def stop(self) -> None:
-        """Close everything."""
+        """Close everything; a machine left down by a restart is started again."""
         if self._pending_restart is not None:
             self._pending_restart.cancel()
-        await self._close_ports()
+            self._pending_restart = None
+        async with self._power:
+            await self._close_ports()
+            if self.machine is not None and not self.machine.is_running():
+                await asyncio.to_thread(self.machine.boot)
 
     async def _close_ports(self) -> None:
         self._up = False
@@ -154,8 +169,13 @@ class SimulatedDc:
         self.shells.clear()
 
     async def _go_down(self, seconds: float | None) -> None:
-        self._restart_scheduled = False
-        await self._close_ports()
+        async with self._power:
+            self._restart_scheduled = False
+            if self.machine is not None:
+                # Services stop before the network goes: while WinRM still answers, the
+                # directory is already gone, as on a Windows DC shutting down.
+                await asyncio.to_thread(self.machine.shut_down)
+            await self._close_ports()
         if seconds is not None:
             loop = asyncio.get_running_loop()
             self._pending_restart = loop.call_later(
@@ -164,16 +184,23 @@ class SimulatedDc:
 
     async def _come_up(self) -> None:
         self._pending_restart = None
-        if self._up:
-            return
-        await self.listener.start(self.address, self.port)
-        self._up = True
-        with self.lab.forest.lock:
-            self.state.rpc_reachable = True
+        async with self._power:
+            if self._up:
+                return
+            if self.machine is not None:
+                try:
+                    await asyncio.to_thread(self.machine.boot)
+                except Exception:  # a DC that fails to boot stays down, as a real one would
+                    log.exception("the machine behind %s did not boot; it stays down", self.fqdn)
+                    return
+            await self.listener.start(self.host, self.port)
+            self._up = True
+            with self.lab.forest.lock:
+                self.state.rpc_reachable = True
         await asyncio.sleep(self.restart_timing.directory_delay_seconds)
         if self._up and self._directory is None:
             self._directory = await asyncio.start_server(
-                _close_at_once, self.address, self.directory_port, reuse_address=True
+                _close_at_once, self.host, self.directory_port, reuse_address=True
             )
 
     def _on_restart(self) -> None:
@@ -325,16 +352,18 @@ class DcLab:
         restart: RestartTiming | None = None,
         keytab: Path | None = None,
         realm: str = "",
-        address: str = LOOPBACK,
+        host: str = LOOPBACK,
+        machine: DcMachine | None = None,
     ) -> SimulatedDc:
-        """Add a DC that accepts `user`/`password`, listening on `address`:`port` (0: any).
+        """Add a DC that accepts `user`/`password`, listening on `host`:`port` (0: any).
 
-        `address` is 127.0.0.1 unless given: a Samba lab DC's own address lets one
-        configuration reach the real DC's LDAP and the simulated DC's WinRM alike.
-
+        `host` is a loopback address (a Samba DC's own, so LDAP and WinRM share it);
+        `machine` is what a restart really stops and starts (see lab.dcsim.machine).
         With `keytab` (keys of host/<fqdn>, exported from a real KDC) it accepts Kerberos
         tickets for `user` in `realm` too; auth="kerberos" accepts nothing else.
         """
+        if not host.startswith("127."):
+            raise ValueError(f"the simulator listens on loopback only, not {host!r}")
         if not password and auth != "kerberos":
             raise ValueError("a simulated DC needs a password for its account")
         if auth == "basic" and not https:
@@ -351,7 +380,7 @@ class DcLab:
         state = self.forest.add_dc(fqdn, **({"site": site} if site else {}))
         tls: ServerTls | None = None
         if https:
-            names = list(dict.fromkeys([state.fqdn, "localhost", LOOPBACK, address]))
+            names = list(dict.fromkeys([state.fqdn, "localhost", LOOPBACK, host]))
             tls = (
                 issue_self_signed_tls(self.tls_dir, names)
                 if self_signed
@@ -364,7 +393,8 @@ class DcLab:
             tls=tls,
             repadmin=self._repadmin(self.forest, state.fqdn),
             restart=restart or RestartTiming(),
-            address=address,
+            machine=machine,
+            host=host,
         )
         self.call(dc.start(port, 0))
         self.dcs[state.fqdn] = dc
@@ -379,7 +409,7 @@ class DcLab:
         if not self._loop.is_running():
             return
         for dc in self.dcs.values():
-            self.call(dc.stop())
+            self.call(dc.stop(), timeout=120)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=10)
         self._loop.close()

@@ -27,7 +27,15 @@ from lab.slack_driver import SlackDriver
 from lab.slack_emulator import SlackEmulator
 from tests.fixtures_dcsim import DCSIM_PASSWORD, DCSIM_USER
 from tests.inprocess import running_bot, settings_for
-from tests.procedure_lab import APPROVER1, APPROVER2, RESPONDER, ProcedureLab, buttons, step_state
+from tests.procedure_lab import (
+    APPROVER1,
+    APPROVER2,
+    RESPONDER,
+    ProcedureLab,
+    buttons,
+    reason_values,
+    step_state,
+)
 
 pytestmark = [
     pytest.mark.samba,
@@ -106,7 +114,7 @@ async def _drive(lab: ProcedureLab, incident_ts: str) -> dict[str, Any]:
             await lab.click(msg, "Skip", RESPONDER)
             modal = (await lab.emulator.wait_for_async(lab.emulator.views, timeout=20))[-1]
             await lab.driver.submit_view(
-                modal, {"reason": {"reason": "already done"}}, user_id=RESPONDER
+                modal["id"], reason_values("already done"), user_id=RESPONDER
             )
         else:
             raise AssertionError(f"no way forward at step {key} ({state}): {labels}")

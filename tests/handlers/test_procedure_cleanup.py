@@ -183,7 +183,7 @@ async def test_an_approver_approves_from_app_home_and_the_procedure_moves_on(
     await lab.driver.open_home(RESPONDER)
     mine = await lab.emulator.wait_for_async(lambda: lab.emulator.home(RESPONDER), timeout=30)
     assert "reg.exe add" not in json.dumps(mine)
-    await lab.driver.click_in_view(home, text="Approve", user_id=APPROVER2)
+    await lab.driver.click_in_home(home, text="Approve", user_id=APPROVER2)
     await lab.wait_message(ts, lambda m: step_state(m, "1.1") == "done")
     refreshed = await lab.emulator.wait_for_async(
         lambda: (h := lab.emulator.home(APPROVER2)) is not None and "queued" in json.dumps(h) and h,

@@ -26,6 +26,7 @@ from tests.procedure_lab import (
     ProcedureLab,
     buttons,
     procedure_lab,
+    reason_values,
     seeded_diagnosis,
     step_state,
 )
@@ -180,20 +181,20 @@ async def test_reasons_are_asked_in_a_modal_for_reject_skip_and_abort(lab: Proce
     await lab.click(msg, "Reject", APPROVER2)
     modal = (await lab.emulator.wait_for_async(lab.emulator.views, timeout=20))[-1]
     assert modal["callback_id"] == "proc_reason"
-    empty = await lab.driver.submit_view(modal, {"reason": {"reason": "  "}}, user_id=APPROVER2)
+    empty = await lab.driver.submit_view(modal["id"], reason_values("  "), user_id=APPROVER2)
     assert empty.json()["response_action"] == "errors"
     await lab.driver.submit_view(
-        modal, {"reason": {"reason": "change window not open yet"}}, user_id=APPROVER2
+        modal["id"], reason_values("change window not open yet"), user_id=APPROVER2
     )
     msg = await lab.wait_message(incident["ts"], lambda m: step_state(m, "1.1") == "rejected")
     assert "change window not open yet" in json.dumps(msg["blocks"])
     await lab.click(msg, "Skip", RESPONDER)
     modal = (await lab.emulator.wait_for_async(lambda: lab.emulator.views()[1:], timeout=20))[-1]
-    await lab.driver.submit_view(modal, {"reason": {"reason": "set by GPO"}}, user_id=RESPONDER)
+    await lab.driver.submit_view(modal["id"], reason_values("set by GPO"), user_id=RESPONDER)
     msg = await lab.wait_message(incident["ts"], lambda m: step_state(m, "1.1") == "skipped")
     await lab.click(msg, "Abort", RESPONDER)
     modal = (await lab.emulator.wait_for_async(lambda: lab.emulator.views()[2:], timeout=20))[-1]
-    await lab.driver.submit_view(modal, {"reason": {"reason": "wrong forest"}}, user_id=RESPONDER)
+    await lab.driver.submit_view(modal["id"], reason_values("wrong forest"), user_id=RESPONDER)
     msg = await lab.wait_message(incident["ts"], lambda m: "aborted" in json.dumps(m["blocks"]))
     assert buttons(msg) == []
     events = [(e["event"], e.get("reason")) for e in await lab.audit()]
