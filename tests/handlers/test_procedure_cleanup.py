@@ -3,6 +3,7 @@ The bot in-process, real Redis, the Slack emulator, real pypsrp against simulate
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -122,6 +123,12 @@ async def test_an_obligation_past_its_deadline_is_escalated_in_the_channel(
     _, incident = await _started(lab)
     ts = incident["ts"]
     await advance(lab, ts, until="5", skip=NO_LDAP - {"5"})
+    # The obligation lives in Redis, not in a process: a new worker chases it.
+    lab.stop.set()
+    await asyncio.gather(*lab.workers)
+    lab.stop = asyncio.Event()
+    lab.workers.clear()
+    lab.start_worker()
     reminded = await lab.emulator.wait_for_async(
         lambda: [t for t in _thread_texts(lab, ts) if "Reminder" in t], timeout=30
     )
