@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from handlers.context import ServeContext
 from state.diagnoses import DiagnosisRequest
+from state.durability import StoreUnavailable
 
 PENDING_SECONDS = 600
 
@@ -20,7 +21,16 @@ async def request_diagnosis(ctx: ServeContext, incident_id: str, user_id: str) -
         return f"No incident `{incident_id}`; see `/ad1411 list`."
     if inc.status != "open":
         return f"Incident `{incident_id}` is {inc.status}; nothing to diagnose."
-    outcome, _ = await ctx.diagnoses.request(incident_id, user_id, pending_seconds=PENDING_SECONDS)
+    try:
+        outcome, _ = await ctx.diagnoses.request(
+            incident_id, user_id, pending_seconds=PENDING_SECONDS
+        )
+    except StoreUnavailable:
+        return (
+            f":warning: The diagnosis of `{incident_id}` could not be confirmed: the bot's "
+            "Redis is unavailable or failing over. Ask again in a few seconds (if it was queued "
+            "after all, you will be told it is already pending)."
+        )
     if outcome is DiagnosisRequest.NO_OPEN_INCIDENT:
         return f"Incident `{incident_id}` is no longer open; nothing to diagnose."
     if outcome is DiagnosisRequest.ALREADY_PENDING:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import time
 
 from aiohttp import web
@@ -12,11 +13,13 @@ from bot.alerts.formats import parse_alerts
 from bot.errors import AlertRejected
 from handlers.context import ServeContext
 from handlers.intake import check_forests, take_alerts
+from state.durability import StoreUnavailable
 
 CTX_KEY: web.AppKey[ServeContext] = web.AppKey("ctx", ServeContext)
 SIGNATURE_HEADER = "X-AD1411-Signature"
 TIMESTAMP_HEADER = "X-AD1411-Timestamp"
 MAX_SKEW_SECONDS = 300
+log = logging.getLogger(__name__)
 
 
 def _error(status: int, message: str, field: str | None = None) -> web.Response:
@@ -95,7 +98,17 @@ async def post_alerts(request: web.Request) -> web.Response:
     except AlertRejected as exc:
         ctx.metrics.alerts.labels("rejected").inc()
         return _error(400, str(exc), exc.field)
-    intakes = await take_alerts(ctx, alerts)
+    try:
+        intakes = await take_alerts(ctx, alerts)
+    except StoreUnavailable as exc:
+        # Not acknowledged: the sender retries (a Redis failover takes a few seconds).
+        ctx.metrics.alerts.labels("unavailable").inc()
+        log.warning("alerts not recorded, answered 503: %s", exc)
+        resp = _error(
+            503, "state store unavailable (Redis down or failing over); not recorded, retry"
+        )
+        resp.headers["Retry-After"] = "2"
+        return resp
     return web.json_response(
         {
             "accepted": len(intakes),

@@ -9,6 +9,7 @@ import redis.asyncio
 
 from state.audit import AUDIT_MAXLEN, AuditLog
 from state.codec import text, text_map
+from state.durability import until_durable
 from state.keys import GLOBAL_AUDIT, OPEN_INCIDENTS, IncidentKeys, incident_tag, parse_incident_id
 from state.scripts import LuaScripts
 
@@ -138,8 +139,12 @@ class IncidentStore:
     async def set_message(self, incident_id: str, channel: str, ts: str) -> bool:
         """Remember the Slack message of the incident; False when one was already recorded."""
         tag, _ = parse_incident_id(incident_id)
-        res = await self.scripts(
-            "set_message", [IncidentKeys(tag).incident], [incident_id, channel, ts]
+        # The Slack message exists whatever happens to Redis: retry until it is recorded.
+        res = await until_durable(
+            lambda: self.scripts(
+                "set_message", [IncidentKeys(tag).incident], [incident_id, channel, ts]
+            ),
+            what=f"message of incident {incident_id}",
         )
         return int(res) == 1
 

@@ -200,14 +200,17 @@ class Worker:
     async def _failed(self, kind: JobKind, job: Job, reason: str, next_step: str) -> None:
         """Audit the failure and say in the incident thread what failed and what to do next."""
         if job.kind == "diagnose":
-            await self.diagnoses.finish(
+            first = await self.diagnoses.finish(
                 job.incident_id,
                 job.job_id,
                 user_id=job.requested_by,
                 outcome="failed",
                 result=None,
                 detail=reason[:MAX_DETAIL_CHARS],
+                stream_id=job.stream_id,
             )
+            if not first:
+                return  # another run of this job already finished and said so
         else:
             await self.audit.append_global(
                 "job_failed",
@@ -253,14 +256,18 @@ class Worker:
                 f"{exc} Nothing was changed.",
                 "Fix the directory access, then press *Diagnose* again.",
             ) from None
-        await self.diagnoses.finish(
+        first = await self.diagnoses.finish(
             inc.id,
             job.job_id,
             user_id=job.requested_by,
             outcome="done",
             result=diagnosis_to_json(result),
             detail=f"cause={result.cause.value} ldap_queries={result.queries}",
+            stream_id=job.stream_id,
         )
+        if not first:
+            log.info("job %s had already finished (a reclaimed run); not posted again", job.job_id)
+            return
         await self.thread.say(
             inc,
             f"*Diagnosis of `{inc.id}`* (requested by <@{job.requested_by}>)\n"
