@@ -11,6 +11,17 @@ PENDING_SECONDS = 600
 
 async def request_diagnosis(ctx: ServeContext, incident_id: str, user_id: str) -> str:
     """Queue one diagnosis of an open incident; returns the text to show the user."""
+    try:
+        return await _request(ctx, incident_id, user_id)
+    except StoreUnavailable:
+        return (
+            f":warning: The diagnosis of `{incident_id}` could not be confirmed: the bot's "
+            "Redis is unavailable or failing over. Ask again in a few seconds (if it was queued "
+            "after all, you will be told it is already pending)."
+        )
+
+
+async def _request(ctx: ServeContext, incident_id: str, user_id: str) -> str:
     if not await ctx.is_responder(user_id):
         return (
             "You are not a responder for 1411 incidents, so you cannot run a diagnosis. "
@@ -21,16 +32,7 @@ async def request_diagnosis(ctx: ServeContext, incident_id: str, user_id: str) -
         return f"No incident `{incident_id}`; see `/ad1411 list`."
     if inc.status != "open":
         return f"Incident `{incident_id}` is {inc.status}; nothing to diagnose."
-    try:
-        outcome, _ = await ctx.diagnoses.request(
-            incident_id, user_id, pending_seconds=PENDING_SECONDS
-        )
-    except StoreUnavailable:
-        return (
-            f":warning: The diagnosis of `{incident_id}` could not be confirmed: the bot's "
-            "Redis is unavailable or failing over. Ask again in a few seconds (if it was queued "
-            "after all, you will be told it is already pending)."
-        )
+    outcome, _ = await ctx.diagnoses.request(incident_id, user_id, pending_seconds=PENDING_SECONDS)
     if outcome is DiagnosisRequest.NO_OPEN_INCIDENT:
         return f"Incident `{incident_id}` is no longer open; nothing to diagnose."
     if outcome is DiagnosisRequest.ALREADY_PENDING:

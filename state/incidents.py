@@ -164,13 +164,17 @@ class IncidentStore:
         """One real round trip to Redis (readiness)."""
         await self.client.ping()
 
-    async def take_post_claim(self, incident_id: str, ttl_s: float) -> bool:
-        """Claim the posting of the incident message (one replica posts it)."""
+    async def take_post_claim(
+        self, incident_id: str, ttl_s: float, claimer: str | None = None
+    ) -> bool:
+        """Claim the posting of the incident message (one replica posts it). True again for
+        the same claimer, so a claim retried through a failover is still the claimer's."""
         tag, seq = parse_incident_id(incident_id)
-        ok = await self.client.set(
-            f"{IncidentKeys(tag).post_lock}:{seq}", b"1", nx=True, px=max(1, int(ttl_s * 1000))
-        )
-        return bool(ok)
+        key = f"{IncidentKeys(tag).post_lock}:{seq}"
+        mark = (claimer or "1").encode()
+        if await self.client.set(key, mark, nx=True, px=max(1, int(ttl_s * 1000))):
+            return True
+        return claimer is not None and await self.client.get(key) == mark
 
     async def take_update_slot(self, incident_id: str, window_s: float) -> bool:
         """Claim the right to update the incident message in this window (coalescing)."""
