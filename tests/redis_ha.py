@@ -91,34 +91,46 @@ class SentinelProcess:
 
 @dataclass
 class RedisHA:
-    """Primary + replica + three Sentinels; `url` is what the bot's REDIS_URL would be."""
+    """A primary, `replica_count` replicas and three Sentinels; `url()` is the bot's REDIS_URL."""
 
     root: Path
+    replica_count: int = 1
     primary: RedisServer = field(init=False)
-    replica: RedisServer = field(init=False)
+    replicas: list[RedisServer] = field(init=False)
     sentinels: list[SentinelProcess] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         primary_port = free_port()
-        self.primary = RedisServer(self.root / "node-a", port=primary_port)
-        self.replica = RedisServer(
-            self.root / "node-b",
-            port=free_port(),
-            extra_config=(f"replicaof 127.0.0.1 {primary_port}",),
-        )
+        self.primary = RedisServer(self.root / "node-0", port=primary_port)
+        self.replicas = [
+            RedisServer(
+                self.root / f"node-{i + 1}",
+                port=free_port(),
+                extra_config=(f"replicaof 127.0.0.1 {primary_port}",),
+            )
+            for i in range(self.replica_count)
+        ]
+
+    @property
+    def replica(self) -> RedisServer:
+        """The first replica."""
+        return self.replicas[0]
 
     @property
     def nodes(self) -> list[RedisServer]:
-        return [self.primary, self.replica]
+        return [self.primary, *self.replicas]
+
+    def node_on(self, port: int | None) -> RedisServer | None:
+        return next((n for n in self.nodes if n.port == port), None)
 
     def url(self, query: str = "") -> str:
         hosts = ",".join(f"127.0.0.1:{s.port}" for s in self.sentinels)
         return f"redis+sentinel://{hosts}/{SERVICE}/0" + (f"?{query}" if query else "")
 
     def start(self) -> RedisHA:
-        self.primary.start()
-        self.replica.start()
-        self.wait_replicated(self.primary.port, replicas=1)
+        for node in self.nodes:
+            node.start()
+        self.wait_replicated(self.primary.port, replicas=len(self.replicas))
         for i in range(3):
             self.sentinels.append(
                 SentinelProcess(self.root / f"sentinel-{i}", self.primary.port).start()

@@ -42,6 +42,8 @@ log = logging.getLogger(__name__)
 # How long to wait before the next try when Redis itself fails.
 REDIS_RETRY_SECONDS = 1.0
 MAX_DETAIL_CHARS = 300
+# How long a result waits for its incident's message to be recorded before it is said anyway.
+MESSAGE_WAIT_SECONDS = 60.0
 
 
 class JobFailed(Ad1411Error):
@@ -162,7 +164,11 @@ class Worker:
                 outcome,
                 time.monotonic() - begin,
             )
-        await self.jobs.ack(job)
+        try:
+            await self.jobs.ack(job)
+        except RedisError as exc:
+            # Harmless: a reclaimed run finds the job already finished and says nothing again.
+            log.error("job %s: ack failed (%s); it will be reclaimed", job.job_id, exc)
         self.jobs_done += 1
         return outcome
 
@@ -223,10 +229,20 @@ class Worker:
         inc = await self._incident(job)
         if inc is not None:
             await self.thread.say(
-                inc,
+                await self._with_message(inc),
                 f":x: {kind.title} of `{inc.id}` failed: {mrkdwn_escape(reason)}\n"
                 f"*What to do:* {next_step}",
             )
+
+    async def _with_message(self, inc: Incident) -> Incident:
+        """The incident once its Slack message is recorded (its poster may still be at it, or
+        waiting out a Redis failover); as it is after MESSAGE_WAIT_SECONDS otherwise."""
+        deadline = time.monotonic() + MESSAGE_WAIT_SECONDS
+        while inc.ts is None and time.monotonic() < deadline:
+            await asyncio.sleep(0.5)
+            with contextlib.suppress(RedisError):
+                inc = await self.incidents.get(inc.id) or inc
+        return inc
 
     async def _incident(self, job: Job) -> Incident | None:
         try:
@@ -269,7 +285,7 @@ class Worker:
             log.info("job %s had already finished (a reclaimed run); not posted again", job.job_id)
             return
         await self.thread.say(
-            inc,
+            await self._with_message(inc),
             f"*Diagnosis of `{inc.id}`* (requested by <@{job.requested_by}>)\n"
             + diagnosis_text(result),
         )
@@ -304,8 +320,11 @@ async def run_worker(settings: Settings) -> None:
         await client.aclose()
 
 
-async def check_workers(settings: Settings) -> int:
-    """`ad1411 worker --check`: 0 when a worker heartbeat is fresh, else 1 (prints which)."""
+async def check_workers(settings: Settings, *, this_host_only: bool = False) -> int:
+    """`ad1411 worker --check`: 0 when a worker heartbeat is fresh, else 1 (prints which).
+
+    With `this_host_only`, only workers of this host (a pod, a container) count.
+    """
     url = resolve_redis_url(settings.env.REDIS_URL, settings.env.AD1411_DATA_DIR)
     client = async_client(url)
     stale = settings.file.worker.heartbeat_stale_seconds
@@ -316,9 +335,13 @@ async def check_workers(settings: Settings) -> int:
         return 1
     finally:
         await client.aclose()
+    if this_host_only:
+        prefix = socket.gethostname() + "-"
+        alive = [beat for beat in alive if beat.consumer.startswith(prefix)]
     if not alive:
+        where = f" on {socket.gethostname()}" if this_host_only else ""
         print(
-            f"ad1411: no worker has reported in the last {stale:g} s; queued diagnoses and "
+            f"ad1411: no worker{where} has reported in the last {stale:g} s; queued diagnoses and "
             "steps will not run. Start `ad1411 worker` (and read its log if it stopped)."
         )
         return 1

@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import aiohttp
 import pytest
 import redis
 
@@ -77,12 +78,22 @@ class Ledger:
     rounds: int = 0
 
 
+async def _post(bot: InProcessBot, body: bytes) -> tuple[int, dict[str, object]]:
+    """POST /alerts as a monitoring sender would: with a deadline, retried by the caller."""
+    async with (
+        aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=15)) as s,
+        s.post(bot.url + "/alerts", data=body, headers={"Authorization": f"Bearer {TOKEN}"}) as r,
+    ):
+        text = await r.text()
+        return r.status, json.loads(text) if text.startswith("{") else {}
+
+
 async def _post_until_acknowledged(bot: InProcessBot, n: int, ledger: Ledger) -> str:
     body, _ = alert_body("generic_json", f"dc{n % 3 + 1}.{FOREST}", dsa_guid(700 + n), FOREST)
     for _ in range(200):
         try:
-            status, reply = await bot.post(body)
-        except OSError:
+            status, reply = await _post(bot, body)
+        except (OSError, TimeoutError):
             status, reply = 0, {}
         if status == 202:
             iid = str(reply["incidents"][0]["incident_id"])  # type: ignore[index]
@@ -117,10 +128,22 @@ async def _flow(bot: InProcessBot, ledger: Ledger, stop: asyncio.Event) -> None:
     while not stop.is_set():
         iid = await _post_until_acknowledged(bot, n, ledger)
         # As a person would: ask for the diagnosis once the incident message is there.
-        await until(lambda: _has_message(bot, iid), timeout=60, what=f"message of {iid}")
+        await until(
+            lambda iid=iid: _has_message(bot, iid),
+            timeout=60,
+            what=f"message of {iid}",
+        )
         await _diagnose_until_queued(bot, iid, ledger)
         n += 1
         ledger.rounds = n
+
+
+async def _storm(bot: InProcessBot, ledger: Ledger, stop: asyncio.Event) -> None:
+    """Repeated alerts for the first incidents, back to back: alerts flow through the kill."""
+    n = 0
+    while not stop.is_set():
+        await _post_until_acknowledged(bot, n % ROUNDS_BEFORE, ledger)
+        n += 1
 
 
 async def _has_message(bot: InProcessBot, iid: str) -> bool:
@@ -128,13 +151,13 @@ async def _has_message(bot: InProcessBot, iid: str) -> bool:
 
 
 @contextlib.asynccontextmanager
-async def _worker(settings_url: str, bot: InProcessBot) -> AsyncIterator[Worker]:
+async def _worker(settings_url: str, bot: InProcessBot) -> AsyncIterator[asyncio.Task[None]]:
     client = async_client(settings_url)
     worker = Worker(bot.runtime.settings, client, slack_client(bot.runtime.settings))
     stop = asyncio.Event()
     task = asyncio.create_task(worker.run(stop))
     try:
-        yield worker
+        yield task
     finally:
         stop.set()
         with contextlib.suppress(Exception):
@@ -144,7 +167,8 @@ async def _worker(settings_url: str, bot: InProcessBot) -> AsyncIterator[Worker]
 
 @pytest.fixture
 def ha(tmp_path: Path) -> Iterator[RedisHA]:
-    cluster = RedisHA(tmp_path / "ha").start()
+    # Two replicas: after the failover the new primary still has one to confirm writes (WAIT 1).
+    cluster = RedisHA(tmp_path / "ha", replica_count=2).start()
     yield cluster
     cluster.stop()
 
@@ -171,48 +195,64 @@ async def test_primary_killed_mid_flow_loses_no_acknowledged_write(
     stop = asyncio.Event()
     async with (
         running_bot(settings, slack_emulator, slack_signing_secret) as bot,
-        _worker(url, bot),
+        _worker(url, bot) as worker,
     ):
-        flow = asyncio.create_task(_flow(bot, ledger, stop))
-        await until(lambda: _ready(ledger.rounds >= ROUNDS_BEFORE, flow), timeout=60, what="rounds")
-        old_port = ha.primary.port
-        await asyncio.to_thread(ha.primary.kill)
-        await until(
-            lambda: _ready(ha.master_port() == ha.replica.port, flow),
-            timeout=60,
-            what="Sentinel promoted the replica",
-        )
-        # The killed node comes back (as a supervisor would restart it) and rejoins as a
-        # replica, so the new primary again has a replica to confirm writes.
-        await asyncio.to_thread(ha.primary.start)
-        await asyncio.to_thread(ha.wait_replicated, ha.replica.port, 1, 60.0)
-        rounds_at_failover = ledger.rounds
-        await until(
-            lambda: _ready(ledger.rounds >= rounds_at_failover + ROUNDS_AFTER, flow),
-            timeout=120,
-            what="rounds after the failover",
-        )
-        stop.set()
-        await asyncio.wait_for(flow, 120)
-
-        # Every queued diagnosis finishes exactly once, on the new primary.
-        new_primary = redis.Redis(host="127.0.0.1", port=ha.replica.port)
+        tasks = [asyncio.create_task(_flow(bot, ledger, stop)), worker]
         try:
             await until(
-                lambda: _finished_all(new_primary, ledger), timeout=120, what="all finished"
+                lambda: _ready(ledger.rounds >= ROUNDS_BEFORE, tasks), timeout=60, what="rounds"
             )
-            audit = _audit(new_primary)
-            _assert_nothing_lost_or_doubled(new_primary, audit, ledger)
+            tasks.append(asyncio.create_task(_storm(bot, ledger, stop)))
+            old_primary = ha.primary.port
+            await asyncio.to_thread(ha.primary.kill)
+            new_primary = await until(
+                lambda: _promoted(ha, old_primary, tasks),
+                timeout=60,
+                what="Sentinel promoted a replica",
+            )
+            # The other replica follows the new primary, so writes can be confirmed again.
+            await asyncio.to_thread(ha.wait_replicated, new_primary, 1, 60.0)
+            rounds_at_failover = ledger.rounds
+            await until(
+                lambda: _ready(ledger.rounds >= rounds_at_failover + ROUNDS_AFTER, tasks),
+                timeout=120,
+                what="rounds after the failover",
+            )
+            stop.set()
+            await asyncio.wait_for(asyncio.gather(tasks[0], tasks[2]), 120)
         finally:
-            new_primary.close()
+            stop.set()
+            for task in (tasks[0], *tasks[2:]):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+
+        # Every queued diagnosis finishes exactly once, on the new primary.
+        client = redis.Redis(host="127.0.0.1", port=new_primary)
+        try:
+            try:
+                await until(lambda: _finished_all(client, ledger), timeout=60, what="all finished")
+            except TimeoutError:
+                raise AssertionError(_explain(client, ledger)) from None
+            audit = _audit(client)
+            _assert_nothing_lost_or_doubled(client, audit, ledger)
+        finally:
+            client.close()
         await bot.ctx.drain()
         await _assert_each_diagnosis_said_once(bot, audit)
-    assert old_port != ha.master_port()
+    assert ledger.refused > 0, "the failover was never felt: the test proved nothing"
 
 
-async def _ready(condition: bool, flow: asyncio.Task[None]) -> bool:
-    if flow.done():
-        flow.result()  # surface the flow's failure instead of waiting for a timeout
+async def _promoted(ha: RedisHA, old: int, tasks: list[asyncio.Task[None]]) -> int | None:
+    port = await asyncio.to_thread(ha.master_port)
+    return port if await _ready(port not in (None, old), tasks) else None
+
+
+async def _ready(condition: bool, tasks: list[asyncio.Task[None]]) -> bool:
+    for task in tasks:
+        if task.done():
+            task.result()  # surface a failure (flow or worker) instead of waiting for a timeout
+            raise AssertionError(f"{task.get_coro()} ended early")
     return condition
 
 
