@@ -55,6 +55,16 @@ def _bearer_ok(request: web.Request, token: str | None) -> bool | None:
     return hmac.compare_digest(header[7:].strip().encode(), token.encode())
 
 
+def _url_token_ok(request: web.Request, token: str | None, allowed: bool) -> bool | None:
+    """The same as _bearer_ok for ?token= (only when the config allows it)."""
+    supplied = request.query.get("token")
+    if supplied is None:
+        return None
+    if not allowed or token is None:
+        return False
+    return hmac.compare_digest(supplied.encode(), token.encode())
+
+
 def _signature_ok(request: web.Request, body: bytes, secret: str | None) -> bool:
     sig = request.headers.get(SIGNATURE_HEADER)
     ts = request.headers.get(TIMESTAMP_HEADER, "")
@@ -76,6 +86,15 @@ async def post_alerts(request: web.Request) -> web.Response:
     if bearer is False:
         ctx.metrics.alerts.labels("unauthorized").inc()
         return _error(401, "Authorization: the bearer token is wrong; use ALERT_WEBHOOK_TOKEN")
+    if bearer is None:
+        bearer = _url_token_ok(request, token, ctx.settings.file.alerts.token_in_url)
+        if bearer is False:
+            ctx.metrics.alerts.labels("unauthorized").inc()
+            return _error(
+                401,
+                "token: the ?token= in the URL is wrong, or not accepted (it is only with "
+                "alerts.token_in_url = true); send 'Authorization: Bearer <token>' instead",
+            )
     if request.content_length is not None and request.content_length > limit:
         ctx.metrics.alerts.labels("too_large").inc()
         return _error(413, f"body: {request.content_length} bytes; at most {limit} are accepted")
