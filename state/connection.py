@@ -65,3 +65,17 @@ def async_client(url: str) -> redis.asyncio.Redis:
         url, max_connections=ASYNC_POOL_SIZE, timeout=20, health_check_interval=30
     )
     return require(redis.asyncio.Redis.from_pool(pool), durability)
+
+
+def redis_url_problem(url: str) -> str | None:
+    """What is wrong with a REDIS_URL (for `ad1411 config check`), without connecting."""
+    try:
+        plain, _ = split_durability(url)
+        if is_sentinel_url(plain):
+            parse_sentinel_url(plain)
+        else:
+            redis.connection.parse_url(plain)  # type: ignore[no-untyped-call]
+    except ValueError as exc:
+        # Never echo the URL: it may hold the Redis password.
+        return str(exc) if str(exc).startswith("REDIS_URL") else f"REDIS_URL: {exc}"
+    return None

@@ -118,6 +118,11 @@ def _cmd_config_check(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         problems.extend(exc.problems)
         env = None
+    if env is not None and env.REDIS_URL:
+        from state.connection import redis_url_problem  # noqa: PLC0415
+
+        if (problem := redis_url_problem(env.REDIS_URL)) is not None:
+            problems.append(problem)
     path = Path(args.file) if args.file else (env.AD1411_CONFIG if env else None)
     if path is None:
         problems.append("AD1411_CONFIG: not set and no FILE given; expected a TOML config path")

@@ -161,3 +161,23 @@ def test_sync_client_reaches_the_primary_through_sentinel(ha: RedisHA) -> None:
     finally:
         client.close()
     assert SERVICE in ha.url()
+
+
+def test_config_check_reports_a_bad_redis_url_without_echoing_it(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    config = tmp_path / "c.toml"
+    config.write_text('[slack]\nchannel = "C0INCIDENT"\nresponders = ["U0ONCALL1"]\n')
+    bad = "redis+sentinel://:hunter2@s1,s2/"
+    done = subprocess.run(
+        [sys.executable, "-m", "bot.app.cli", "config", "check", str(config)],
+        env={"PATH": "/usr/bin:/bin", "REDIS_URL": bad},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 1
+    assert "REDIS_URL: path '/' does not name a service" in done.stderr
+    assert "hunter2" not in done.stderr + done.stdout
