@@ -34,6 +34,7 @@ from handlers.thread import IncidentThread
 from state.audit import AuditLog
 from state.connection import async_client, resolve_redis_url
 from state.diagnoses import DiagnosisStore
+from state.durability import until_durable
 from state.incidents import Incident, IncidentStore
 from state.jobs import Job, JobQueue
 from state.workers import WorkerRegistry
@@ -205,6 +206,8 @@ class Worker:
 
     async def _failed(self, kind: JobKind, job: Job, reason: str, next_step: str) -> None:
         """Audit the failure and say in the incident thread what failed and what to do next."""
+        # Read before finishing: once the finish is recorded, nothing may stop the saying.
+        inc = await until_durable(lambda: self._incident(job), what=f"incident of {job.job_id}")
         if job.kind == "diagnose":
             first = await self.diagnoses.finish(
                 job.incident_id,
@@ -226,7 +229,6 @@ class Worker:
                 user=job.requested_by,
                 detail=reason[:MAX_DETAIL_CHARS],
             )
-        inc = await self._incident(job)
         if inc is not None:
             await self.thread.say(
                 await self._with_message(inc),
@@ -253,7 +255,7 @@ class Worker:
     # -- job kinds -----------------------------------------------------------------------
 
     async def _diagnose(self, job: Job) -> None:
-        inc = await self._incident(job)
+        inc = await until_durable(lambda: self._incident(job), what=f"incident of {job.job_id}")
         if inc is None:
             raise JobFailed(
                 f"incident {job.incident_id[:40]!r} does not exist.", "See `/ad1411 list`."
