@@ -65,6 +65,11 @@ class AlertsSection(_Strict):
     hmac_secret: SecretRef | None = Field(
         default=None, description="accept X-AD1411-Signature: sha256=<hmac of body> with this key"
     )
+    token_in_url: bool = Field(
+        default=False,
+        description="also accept ALERT_WEBHOOK_TOKEN as ?token= (senders that cannot set a "
+        "header: Splunk's and Azure Monitor's webhooks); TLS only",
+    )
 
 
 class ApprovalsSection(_Strict):

@@ -4,12 +4,24 @@ from __future__ import annotations
 
 from handlers.context import ServeContext
 from state.diagnoses import DiagnosisRequest
+from state.durability import StoreUnavailable
 
 PENDING_SECONDS = 600
 
 
 async def request_diagnosis(ctx: ServeContext, incident_id: str, user_id: str) -> str:
     """Queue one diagnosis of an open incident; returns the text to show the user."""
+    try:
+        return await _request(ctx, incident_id, user_id)
+    except StoreUnavailable:
+        return (
+            f":warning: The diagnosis of `{incident_id}` could not be confirmed: the bot's "
+            "Redis is unavailable or failing over. Ask again in a few seconds (if it was queued "
+            "after all, you will be told it is already pending)."
+        )
+
+
+async def _request(ctx: ServeContext, incident_id: str, user_id: str) -> str:
     if not await ctx.is_responder(user_id):
         return (
             "You are not a responder for 1411 incidents, so you cannot run a diagnosis. "

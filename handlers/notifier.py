@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from collections.abc import Coroutine
 from typing import Any
 
@@ -13,7 +14,8 @@ from slack_sdk.web.async_client import AsyncWebClient
 from handlers.metrics import ServeMetrics
 from handlers.render.incident import incident_blocks, incident_fallback_text
 from handlers.thread import IncidentThread
-from state.incidents import IncidentStore, Intake
+from state.durability import StoreUnavailable, until_durable
+from state.incidents import Incident, IncidentStore, Intake
 
 log = logging.getLogger(__name__)
 POST_CLAIM_SECONDS = 60
@@ -67,12 +69,24 @@ class IncidentNotifier:
             await self._post(incident_id)
         return len(missing)
 
-    async def _post(self, incident_id: str) -> None:
+    async def _claim(self, incident_id: str, token: str) -> Incident | None:
         # One poster per incident across replicas; the claim expires if the poster dies.
-        if not await self.store.take_post_claim(incident_id, POST_CLAIM_SECONDS):
-            return
+        if not await self.store.take_post_claim(incident_id, POST_CLAIM_SECONDS, token):
+            return None
         inc = await self.store.get(incident_id)
-        if inc is None or inc.ts is not None:
+        return inc if inc is not None and inc.ts is None else None
+
+    async def _post(self, incident_id: str) -> None:
+        token = uuid.uuid4().hex
+        try:
+            # Before anything is posted, a Redis failover is waited out rather than fatal.
+            inc = await until_durable(
+                lambda: self._claim(incident_id, token), what=f"claim of incident {incident_id}"
+            )
+        except StoreUnavailable as exc:
+            log.error("incident %s not posted: Redis unavailable (%s)", incident_id, exc)
+            return
+        if inc is None:
             return
         try:
             resp = await self.client.chat_postMessage(

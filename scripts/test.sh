@@ -3,9 +3,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ./scripts/setup.sh --with-browser
-.venv/bin/ruff check --no-cache .
-.venv/bin/ruff format --no-cache --check .
-.venv/bin/mypy
-.venv/bin/lint-imports --no-cache
+. scripts/python-env.sh
+"$VENV/bin/ruff" check --no-cache .
+"$VENV/bin/ruff" format --no-cache --check .
+"$VENV/bin/mypy"
+"$VENV/bin/lint-imports" --no-cache
 mkdir -p test-results
-exec .venv/bin/pytest -rs --junitxml=test-results/junit.xml "$@"
+exec "$VENV/bin/pytest" -rs --junitxml=test-results/junit.xml "$@"

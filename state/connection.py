@@ -8,7 +8,14 @@ from pathlib import Path
 import redis
 import redis.asyncio
 
+from state.durability import require, split_durability
 from state.redis_server import RedisServer
+from state.sentinel import (
+    async_sentinel_client,
+    is_sentinel_url,
+    parse_sentinel_url,
+    sync_sentinel_client,
+)
 
 _embedded: RedisServer | None = None
 
@@ -34,6 +41,9 @@ def stop_embedded() -> None:
 
 def sync_client(url: str) -> redis.Redis:
     """A synchronous client (CLI, worker)."""
+    url, _ = split_durability(url)
+    if is_sentinel_url(url):
+        return sync_sentinel_client(parse_sentinel_url(url))
     return redis.Redis.from_url(url, decode_responses=False, health_check_interval=30)
 
 
@@ -44,9 +54,28 @@ def async_client(url: str) -> redis.asyncio.Redis:
     """An asyncio client (serve): a bounded pool where a burst waits for a connection.
 
     redis-py's default pool raises "Too many connections" past 100 at once; an alert storm
-    with hundreds of coalesced-update tasks must queue instead of failing.
+    with hundreds of coalesced-update tasks must queue instead of failing. A Sentinel URL
+    follows the primary; the URL's write-durability options apply to transitions.
     """
+    sentinel = is_sentinel_url(url)
+    url, durability = split_durability(url, default_replicas=1 if sentinel else 0)
+    if sentinel:
+        return require(async_sentinel_client(parse_sentinel_url(url), ASYNC_POOL_SIZE), durability)
     pool = redis.asyncio.BlockingConnectionPool.from_url(
         url, max_connections=ASYNC_POOL_SIZE, timeout=20, health_check_interval=30
     )
-    return redis.asyncio.Redis.from_pool(pool)
+    return require(redis.asyncio.Redis.from_pool(pool), durability)
+
+
+def redis_url_problem(url: str) -> str | None:
+    """What is wrong with a REDIS_URL (for `ad1411 config check`), without connecting."""
+    try:
+        plain, _ = split_durability(url)
+        if is_sentinel_url(plain):
+            parse_sentinel_url(plain)
+        else:
+            redis.connection.parse_url(plain)  # type: ignore[no-untyped-call]
+    except ValueError as exc:
+        # Never echo the URL: it may hold the Redis password.
+        return str(exc) if str(exc).startswith("REDIS_URL") else f"REDIS_URL: {exc}"
+    return None

@@ -11,7 +11,8 @@ import redis.asyncio
 
 from state.audit import AUDIT_MAXLEN
 from state.codec import text
-from state.keys import GLOBAL_AUDIT, JOBS_STREAM, IncidentKeys, parse_incident_id
+from state.durability import until_durable
+from state.keys import GLOBAL_AUDIT, JOBS_GROUP, JOBS_STREAM, IncidentKeys, parse_incident_id
 from state.scripts import LuaScripts
 
 DIAGNOSIS_TTL_SECONDS = 7 * 86_400
@@ -75,27 +76,45 @@ class DiagnosisStore:
         outcome: str,
         result: bytes | None,
         detail: str = "",
-    ) -> None:
-        """Record a diagnosis job's end (`done` with its result, or `failed`), atomically."""
+        stream_id: str = "",
+    ) -> bool:
+        """Record a diagnosis job's end (`done` with its result, or `failed`) and ack its stream
+        entry, atomically. False when this job had already finished: say nothing again."""
         tag, _ = parse_incident_id(incident_id)
         keys = IncidentKeys(tag)
         now = int(time.time() * 1000)
         payload = b"" if result is None else str(now).encode() + b"\n" + result
-        await self.scripts(
-            "finish_diagnosis",
-            [keys.diagnosis_pending, keys.diagnosis, keys.audit, GLOBAL_AUDIT],
-            [
-                incident_id,
-                job_id,
-                now,
-                outcome,
-                payload,
-                DIAGNOSIS_TTL_SECONDS * 1000,
-                AUDIT_MAXLEN,
-                user_id,
-                detail,
-            ],
+        # One token per finish: a retry through a failover is recognized as the same finish.
+        token = uuid.uuid4().hex
+        first = await until_durable(
+            lambda: self.scripts(
+                "finish_diagnosis",
+                [
+                    keys.diagnosis_pending,
+                    keys.diagnosis,
+                    keys.audit,
+                    GLOBAL_AUDIT,
+                    keys.job_done(job_id),
+                    JOBS_STREAM,
+                ],
+                [
+                    incident_id,
+                    job_id,
+                    now,
+                    outcome,
+                    payload,
+                    DIAGNOSIS_TTL_SECONDS * 1000,
+                    AUDIT_MAXLEN,
+                    user_id,
+                    detail,
+                    JOBS_GROUP,
+                    stream_id,
+                    token,
+                ],
+            ),
+            what=f"finish of diagnosis job {job_id}",
         )
+        return int(first) == 1
 
     async def latest(self, incident_id: str) -> StoredDiagnosis | None:
         """The last successful diagnosis of this incident's problem, or None."""

@@ -9,6 +9,7 @@ import redis.asyncio
 
 from state.audit import AUDIT_MAXLEN, AuditLog
 from state.codec import text, text_map
+from state.durability import until_durable
 from state.keys import (
     GLOBAL_AUDIT,
     INCIDENT_THREADS,
@@ -146,10 +147,14 @@ class IncidentStore:
     async def set_message(self, incident_id: str, channel: str, ts: str) -> bool:
         """Remember the Slack message of the incident; False when one was already recorded."""
         tag, _ = parse_incident_id(incident_id)
-        res = await self.scripts(
-            "set_message",
-            [IncidentKeys(tag).incident, INCIDENT_THREADS],
-            [incident_id, channel, ts],
+        # The Slack message exists whatever happens to Redis: retry until it is recorded.
+        res = await until_durable(
+            lambda: self.scripts(
+                "set_message",
+                [IncidentKeys(tag).incident, INCIDENT_THREADS],
+                [incident_id, channel, ts],
+            ),
+            what=f"message of incident {incident_id}",
         )
         return int(res) == 1
 
@@ -174,13 +179,17 @@ class IncidentStore:
         """One real round trip to Redis (readiness)."""
         await self.client.ping()
 
-    async def take_post_claim(self, incident_id: str, ttl_s: float) -> bool:
-        """Claim the posting of the incident message (one replica posts it)."""
+    async def take_post_claim(
+        self, incident_id: str, ttl_s: float, claimer: str | None = None
+    ) -> bool:
+        """Claim the posting of the incident message (one replica posts it). True again for
+        the same claimer, so a claim retried through a failover is still the claimer's."""
         tag, seq = parse_incident_id(incident_id)
-        ok = await self.client.set(
-            f"{IncidentKeys(tag).post_lock}:{seq}", b"1", nx=True, px=max(1, int(ttl_s * 1000))
-        )
-        return bool(ok)
+        key = f"{IncidentKeys(tag).post_lock}:{seq}"
+        mark = (claimer or "1").encode()
+        if await self.client.set(key, mark, nx=True, px=max(1, int(ttl_s * 1000))):
+            return True
+        return claimer is not None and await self.client.get(key) == mark
 
     async def take_update_slot(self, incident_id: str, window_s: float) -> bool:
         """Claim the right to update the incident message in this window (coalescing)."""

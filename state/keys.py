@@ -41,6 +41,10 @@ class IncidentKeys:
         self.diagnosis_pending = f"{base}:diagnosis-pending"
         self.procedure = f"{base}:proc-current"
 
+    def job_done(self, job_id: str) -> str:
+        """Marker that a job of this problem has finished (exactly one finish per job)."""
+        return f"{PREFIX}:{{{self.tag}}}:job-done:{job_id}"
+
     def archived(self, seq: int) -> tuple[str, str]:
         """Incident and reporters keys of a closed incident."""
         return f"{self.incident}:{seq}", f"{self.reporters}:{seq}"

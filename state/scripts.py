@@ -8,6 +8,8 @@ from typing import Any
 import redis.asyncio
 from redis.commands.core import AsyncScript
 
+from state.durability import run_transition
+
 
 def _read(*parts: str) -> str:
     return resources.files("state").joinpath("lua", *parts).read_text(encoding="utf-8")
@@ -33,4 +35,5 @@ class LuaScripts:
         if script is None:
             script = self._client.register_script(_source(name))
             self._scripts[name] = script
-        return await script(keys=keys, args=args)
+        # Waits for replicas when the client requires it (state/durability.py).
+        return await run_transition(self._client, script, keys, args)

@@ -23,6 +23,7 @@ from bot.config import EnvSettings, Settings, load_file_config
 from handlers.context import ServeContext
 from lab.slack_driver import SlackDriver
 from lab.slack_emulator import LAB_BOT_TOKEN, SlackEmulator
+from state.connection import sync_client
 
 
 class LogCapture(logging.Handler):
@@ -126,7 +127,7 @@ async def running_bot(
     root.addHandler(logs)
     root.setLevel(logging.INFO)
     runtime = await ServeRuntime(settings).start()
-    sync = redis.Redis.from_url(settings.env.REDIS_URL or "")
+    sync = sync_client(settings.env.REDIS_URL or "")
     token = settings.env.ALERT_WEBHOOK_TOKEN
     try:
         yield InProcessBot(

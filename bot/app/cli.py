@@ -40,7 +40,8 @@ def _cmd_worker(args: argparse.Namespace) -> int:
     from bot.config import load_settings  # noqa: PLC0415
 
     if args.check:
-        return asyncio.run(check_workers(load_settings(require_slack=False)))
+        settings = load_settings(require_slack=False)
+        return asyncio.run(check_workers(settings, this_host_only=args.this_host))
     settings = load_settings()
     _setup_logging(settings.env.LOG_LEVEL)
     asyncio.run(run_worker(settings))
@@ -289,6 +290,11 @@ def _cmd_config_check(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         problems.extend(exc.problems)
         env = None
+    if env is not None and env.REDIS_URL:
+        from state.connection import redis_url_problem  # noqa: PLC0415
+
+        if (problem := redis_url_problem(env.REDIS_URL)) is not None:
+            problems.append(problem)
     path = Path(args.file) if args.file else (env.AD1411_CONFIG if env else None)
     if path is None:
         problems.append("AD1411_CONFIG: not set and no FILE given; expected a TOML config path")
@@ -341,6 +347,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--check",
         action="store_true",
         help="exit 0 when a worker heartbeat is fresh, 1 otherwise (liveness probe)",
+    )
+    worker.add_argument(
+        "--this-host",
+        action="store_true",
+        help="with --check: only workers on this host count (a container's own probe)",
     )
     worker.set_defaults(func=_cmd_worker)
     demo = sub.add_parser("demo", help="run everything on embedded defaults (lab peers)")

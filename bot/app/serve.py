@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 
@@ -75,9 +76,15 @@ def build_context(settings: Settings, client: Redis, slack: AsyncWebClient) -> S
 class ServeRuntime:
     """The running serve process: HTTP site, optional Socket Mode, Redis client."""
 
+    # How often serve posts the messages of open incidents that have none (a replica died
+    # between recording an incident and posting it, or Slack refused the post).
+    missing_sweep_seconds = 30.0
+
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.port = 0
+        self._stop_sweep = asyncio.Event()
+        self._sweep: asyncio.Task[None] | None = None
         self._redis: Redis | None = None
         self._runner: web.AppRunner | None = None
         self._socket: AsyncSocketModeHandler | None = None
@@ -103,11 +110,24 @@ class ServeRuntime:
         if env.SLACK_APP_TOKEN is not None:
             self._socket = AsyncSocketModeHandler(bolt, env.SLACK_APP_TOKEN.get_secret_value())
             await self._socket.connect_async()  # type: ignore[no-untyped-call]
-        self.ctx.spawn(self.ctx.notifier.post_missing())
+        self._sweep = asyncio.create_task(self._sweep_missing(self.ctx))
         return self
+
+    async def _sweep_missing(self, ctx: ServeContext) -> None:
+        """Post missing incident messages at start, then every missing_sweep_seconds."""
+        while not self._stop_sweep.is_set():
+            try:
+                await ctx.notifier.post_missing()
+            except Exception:
+                log.exception("posting missing incident messages failed; next try later")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop_sweep.wait(), self.missing_sweep_seconds)
 
     async def stop(self) -> None:
         """Finish background Slack work, close sockets and Redis."""
+        self._stop_sweep.set()
+        if self._sweep is not None:
+            await self._sweep
         if self._socket is not None:
             await self._socket.close_async()  # type: ignore[no-untyped-call]
         if self.ctx is not None:

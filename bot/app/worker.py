@@ -41,6 +41,7 @@ from handlers.transitions import Acted, Busy, ProcedureEngine
 from state.audit import AuditLog
 from state.connection import async_client, resolve_redis_url
 from state.diagnoses import DiagnosisStore
+from state.durability import until_durable
 from state.incidents import Incident, IncidentStore
 from state.jobs import Job, JobQueue
 from state.procedures import DcLocks, ProcedureStore
@@ -50,6 +51,8 @@ log = logging.getLogger(__name__)
 # How long to wait before the next try when Redis itself fails.
 REDIS_RETRY_SECONDS = 1.0
 MAX_DETAIL_CHARS = 300
+# How long a result waits for its incident's message to be recorded before it is said anyway.
+MESSAGE_WAIT_SECONDS = 60.0
 
 
 class JobFailed(Ad1411Error):
@@ -251,7 +254,11 @@ class Worker:
                 outcome,
                 time.monotonic() - begin,
             )
-        await self.jobs.ack(job)
+        try:
+            await self.jobs.ack(job)
+        except RedisError as exc:
+            # Harmless: a reclaimed run finds the job already finished and says nothing again.
+            log.error("job %s: ack failed (%s); it will be reclaimed", job.job_id, exc)
         self.jobs_done += 1
         return outcome
 
@@ -291,15 +298,20 @@ class Worker:
         if kind.failed is not None:
             await kind.failed(job, f"{reason} {next_step}")
             return
+        # Read before finishing: once the finish is recorded, nothing may stop the saying.
+        inc = await until_durable(lambda: self._incident(job), what=f"incident of {job.job_id}")
         if job.kind == "diagnose":
-            await self.diagnoses.finish(
+            first = await self.diagnoses.finish(
                 job.incident_id,
                 job.job_id,
                 user_id=job.requested_by,
                 outcome="failed",
                 result=None,
                 detail=reason[:MAX_DETAIL_CHARS],
+                stream_id=job.stream_id,
             )
+            if not first:
+                return  # another run of this job already finished and said so
         else:
             await self.audit.append_global(
                 "job_failed",
@@ -309,13 +321,22 @@ class Worker:
                 user=job.requested_by,
                 detail=reason[:MAX_DETAIL_CHARS],
             )
-        inc = await self._incident(job)
         if inc is not None:
             await self.thread.say(
-                inc,
+                await self._with_message(inc),
                 f":x: {kind.title} of `{inc.id}` failed: {mrkdwn_escape(reason)}\n"
                 f"*What to do:* {next_step}",
             )
+
+    async def _with_message(self, inc: Incident) -> Incident:
+        """The incident once its Slack message is recorded (its poster may still be at it, or
+        waiting out a Redis failover); as it is after MESSAGE_WAIT_SECONDS otherwise."""
+        deadline = time.monotonic() + MESSAGE_WAIT_SECONDS
+        while inc.ts is None and time.monotonic() < deadline:
+            await asyncio.sleep(0.5)
+            with contextlib.suppress(RedisError):
+                inc = await self.incidents.get(inc.id) or inc
+        return inc
 
     async def _incident(self, job: Job) -> Incident | None:
         try:
@@ -326,7 +347,7 @@ class Worker:
     # -- job kinds -----------------------------------------------------------------------
 
     async def _diagnose(self, job: Job) -> None:
-        inc = await self._incident(job)
+        inc = await until_durable(lambda: self._incident(job), what=f"incident of {job.job_id}")
         if inc is None:
             raise JobFailed(
                 f"incident {job.incident_id[:40]!r} does not exist.", "See `/ad1411 list`."
@@ -345,16 +366,20 @@ class Worker:
                 f"{exc} Nothing was changed.",
                 "Fix the directory access, then press *Diagnose* again.",
             ) from None
-        await self.diagnoses.finish(
+        first = await self.diagnoses.finish(
             inc.id,
             job.job_id,
             user_id=job.requested_by,
             outcome="done",
             result=diagnosis_to_json(result),
             detail=f"cause={result.cause.value} ldap_queries={result.queries}",
+            stream_id=job.stream_id,
         )
+        if not first:
+            log.info("job %s had already finished (a reclaimed run); not posted again", job.job_id)
+            return
         await self.thread.say(
-            inc,
+            await self._with_message(inc),
             f"*Diagnosis of `{inc.id}`* (requested by <@{job.requested_by}>)\n"
             + diagnosis_text(result),
         )
@@ -412,8 +437,11 @@ async def run_worker(settings: Settings) -> None:
         await client.aclose()
 
 
-async def check_workers(settings: Settings) -> int:
-    """`ad1411 worker --check`: 0 when a worker heartbeat is fresh, else 1 (prints which)."""
+async def check_workers(settings: Settings, *, this_host_only: bool = False) -> int:
+    """`ad1411 worker --check`: 0 when a worker heartbeat is fresh, else 1 (prints which).
+
+    With `this_host_only`, only workers of this host (a pod, a container) count.
+    """
     url = resolve_redis_url(settings.env.REDIS_URL, settings.env.AD1411_DATA_DIR)
     client = async_client(url)
     stale = settings.file.worker.heartbeat_stale_seconds
@@ -424,9 +452,13 @@ async def check_workers(settings: Settings) -> int:
         return 1
     finally:
         await client.aclose()
+    if this_host_only:
+        prefix = socket.gethostname() + "-"
+        alive = [beat for beat in alive if beat.consumer.startswith(prefix)]
     if not alive:
+        where = f" on {socket.gethostname()}" if this_host_only else ""
         print(
-            f"ad1411: no worker has reported in the last {stale:g} s; queued diagnoses and "
+            f"ad1411: no worker{where} has reported in the last {stale:g} s; queued diagnoses and "
             "steps will not run. Start `ad1411 worker` (and read its log if it stopped)."
         )
         return 1

@@ -27,9 +27,9 @@ def _check(path: Path, env: dict[str, str] | None = None) -> subprocess.Complete
 
 
 def test_example_config_is_valid(tmp_path: Path) -> None:
-    secret = tmp_path / "winrm"
-    secret.write_text("s3cret-winrm\n")
-    text = EXAMPLE.read_text().replace("/run/secrets/winrm", str(secret))
+    (tmp_path / "winrm-password").write_text("s3cret-winrm\n")
+    (tmp_path / "ldap-password").write_text("s3cret-ldap\n")
+    text = EXAMPLE.read_text().replace("/run/secrets/ad1411/", f"{tmp_path}/")
     cfg_path = tmp_path / "ok.toml"
     cfg_path.write_text(text)
     res = _check(cfg_path, {"ALERT_HMAC_SECRET": "x", "AD1411_LDAP_PASSWORD": "s3cret-ldap"})
@@ -90,7 +90,10 @@ def test_unreadable_secret_reference_is_named(tmp_path: Path) -> None:
     cfg_path.write_text(text)
     cfg = load_file_config(cfg_path)
     problems = check_secrets(cfg)
-    assert any("forests.0.winrm.password" in p and "file:/run/secrets/winrm" in p for p in problems)
+    assert any(
+        "forests.0.winrm.password" in p and "file:/run/secrets/ad1411/winrm-password" in p
+        for p in problems
+    )
 
 
 def test_env_problems_are_named(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
