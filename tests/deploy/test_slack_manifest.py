@@ -86,6 +86,15 @@ MANIFEST_SCHEMA: dict[str, Any] = {
             "required": ["bot_user", "slash_commands"],
             "additionalProperties": False,
             "properties": {
+                "app_home": {
+                    "type": "object",
+                    "additionalProperties": False,
+                    "properties": {
+                        "home_tab_enabled": {"type": "boolean"},
+                        "messages_tab_enabled": {"type": "boolean"},
+                        "messages_tab_read_only_enabled": {"type": "boolean"},
+                    },
+                },
                 "bot_user": {
                     "type": "object",
                     "required": ["display_name"],

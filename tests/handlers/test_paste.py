@@ -46,6 +46,11 @@ async def _incident(bot: InProcessBot, guid: str) -> tuple[str, str]:
 
     ts = await until(recorded, timeout=20, what="incident message recorded")
     assert await bot.ctx.store.by_thread(CHANNEL, ts) == iid
+
+    async def introduced() -> bool:
+        return bool(_bot_replies(bot, ts))  # the thread's opening note comes after the record
+
+    await until(introduced, timeout=20, what="the thread's opening note")
     return iid, ts
 
 
