@@ -8,6 +8,7 @@ incident's hash tag. It stores bytes: the domain owns the JSON.
 
 from __future__ import annotations
 
+import re
 import time
 import zlib
 from collections.abc import Mapping, Sequence
@@ -27,6 +28,10 @@ ONCE_TTL_MS = 86_400_000
 # Full command outputs: kept compressed beside the procedure, capped, for a month.
 OUTPUT_MAX_BYTES = 256 * 1024
 OUTPUT_TTL_SECONDS = 30 * 86_400
+
+
+# procedure id : step key : job id prefix (what save_output hands out), nothing else.
+_OUTPUT_REF = re.compile(r"[0-9a-f]{10}-[0-9]{1,10}\.[0-9]{1,6}:[0-9a-z.\-]{1,20}:[0-9a-f]{1,32}")
 
 
 class CommitOutcome(StrEnum):
@@ -253,7 +258,9 @@ class ProcedureStore:
         return ref
 
     async def load_output(self, ref: str) -> str | None:
-        """A saved output by its reference (None when expired or unknown)."""
+        """A saved output by its reference (None when expired, unknown, or not a reference)."""
+        if not _OUTPUT_REF.fullmatch(ref):
+            return None
         raw = await self.client.get(f"{PREFIX}:{{{_tag(ref)}}}:output:{ref}")
         if raw is None:
             return None
