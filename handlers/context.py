@@ -20,7 +20,9 @@ from bot.config import Settings
 from bot.procedure.roles import group_ids, is_member
 from handlers.metrics import ServeMetrics
 from handlers.notifier import IncidentNotifier
+from handlers.slack_retry import transient, with_slack_retries
 from handlers.thread import IncidentThread
+from handlers.workspace import SlackUnavailable, Workspace
 from state.diagnoses import DiagnosisStore
 from state.incidents import IncidentStore
 from state.jobs import JobQueue
@@ -30,6 +32,7 @@ from state.workers import WorkerRegistry
 log = logging.getLogger(__name__)
 GROUP_CACHE_SECONDS = 300.0
 RESPONSE_URL_TIMEOUT_SECONDS = 10
+RESPONSE_URL_RETRY_SECONDS = 60.0  # Slack keeps a response_url usable for 30 minutes
 
 
 @dataclass
@@ -46,6 +49,7 @@ class ServeContext:
     jobs: JobQueue
     thread: IncidentThread
     notifier: IncidentNotifier
+    workspace: Workspace
     _groups: dict[str, frozenset[str]] = field(default_factory=dict)
     _groups_at: float = 0.0
     _tasks: set[asyncio.Task[Any]] = field(default_factory=set)
@@ -73,9 +77,17 @@ class ServeContext:
                 resp = await self.slack.usergroups_users_list(usergroup=gid)
                 users: list[str] = resp.get("users", [])
                 groups[gid] = frozenset(str(u) for u in users)
-            except SlackApiError as exc:
-                log.warning("cannot read user group %s: %s", gid, exc.response.get("error"))
-                groups[gid] = self._groups.get(gid, frozenset())
+            except (SlackApiError, aiohttp.ClientError, TimeoutError) as exc:
+                why = exc.response.get("error") if isinstance(exc, SlackApiError) else type(exc)
+                log.warning("cannot read user group %s: %s", gid, why)
+                if gid not in self._groups:
+                    # Denying would tell a real responder they are not one: say what failed.
+                    raise SlackUnavailable(
+                        ":warning: Slack did not list the members of the responder groups "
+                        f"just now (usergroups.users.list: {why}), so nothing was done. "
+                        "Try again in a minute."
+                    ) from None
+                groups[gid] = self._groups[gid]
         self._groups, self._groups_at = groups, time.monotonic()
         return groups
 
@@ -103,16 +115,43 @@ class ServeContext:
             self._http = aiohttp.ClientSession(
                 timeout=aiohttp.ClientTimeout(total=RESPONSE_URL_TIMEOUT_SECONDS)
             )
+        http = self._http
         payload = {"text": text, "response_type": "ephemeral", "replace_original": False}
-        async with self._http.post(url, json=payload) as resp:
-            if resp.status >= 300:
-                log.warning("response_url answered %s", resp.status)
 
-    async def drain(self) -> None:
-        """Wait for background work (shutdown, tests)."""
-        while self._tasks:
+        async def post() -> None:
+            async with http.post(url, json=payload) as resp:
+                if resp.status == 429 or resp.status >= 500:
+                    resp.raise_for_status()
+                if resp.status >= 300:
+                    log.warning("response_url answered %s; reply not shown", resp.status)
+
+        try:
+            await with_slack_retries(
+                post, deadline_seconds=RESPONSE_URL_RETRY_SECONDS, what="reply"
+            )
+        except aiohttp.ClientResponseError as exc:
+            log.warning("response_url kept failing (%s); reply not shown", exc.status)
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            if not transient(exc):
+                raise
+            log.warning("response_url unreachable (%s); reply not shown", type(exc).__name__)
+
+    async def drain(self, timeout: float | None = None) -> int:  # noqa: ASYNC109
+        """Wait for background work (shutdown, tests); past the timeout, cancel what is left.
+
+        Returns how many tasks were cancelled.
+        """
+        cancelled = 0
+        try:
+            async with asyncio.timeout(timeout):
+                while self._tasks:
+                    await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        except TimeoutError:
+            for task in list(self._tasks):
+                task.cancel()
+                cancelled += 1
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
-        await self.notifier.drain()
         if self._http is not None:
             await self._http.close()
             self._http = None
+        return cancelled

@@ -7,6 +7,7 @@ import re
 
 PREFIX = "ad1411"
 _INCIDENT_ID = re.compile(r"^([0-9a-f]{10})-([1-9][0-9]{0,9})$")
+_FLOOD_ID = re.compile(r"^flood-([0-9]{1,12})$")
 
 
 def incident_tag(forest: str, dsa_guid: str) -> str:
@@ -23,6 +24,36 @@ def parse_incident_id(incident_id: str) -> tuple[str, int]:
             "(see /ad1411 list)"
         )
     return m.group(1), int(m.group(2))
+
+
+def flood_id(minute: int) -> str:
+    """The id of the alert flood of one minute (Unix minutes)."""
+    return f"flood-{minute}"
+
+
+def parse_flood_id(value: str) -> int | None:
+    """The minute of a flood id, or None when value is not one."""
+    m = _FLOOD_ID.match(value)
+    return int(m.group(1)) if m else None
+
+
+class FloodKeys:
+    """Keys of one minute's alert flood: a hash like an incident's, and its listed items."""
+
+    def __init__(self, minute: int) -> None:
+        self.id = flood_id(minute)
+        self.record = f"{PREFIX}:{self.id}"
+        self.items = f"{PREFIX}:{self.id}:items"
+
+
+def new_incidents_key(minute: int) -> str:
+    """Counter of incidents opened in one minute, by all replicas."""
+    return f"{PREFIX}:new-incidents:{minute}"
+
+
+def outbox_claim(member: str) -> str:
+    """Who is delivering this outbox member now (a lease)."""
+    return f"{PREFIX}:outbox-claim:{member}"
 
 
 class IncidentKeys:
@@ -50,3 +81,6 @@ GLOBAL_AUDIT = f"{PREFIX}:audit"
 JOBS_STREAM = f"{PREFIX}:jobs"
 JOBS_GROUP = "workers"
 WORKERS = f"{PREFIX}:workers"
+# Messages Slack must still get (incident or flood ids), scored by when they are due (ms).
+OUTBOX = f"{PREFIX}:slack-outbox"
+READY_PROBE = f"{PREFIX}:readyz-probe"

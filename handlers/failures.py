@@ -1,0 +1,45 @@
+"""Bolt's error handler: whatever a listener or middleware raises, the user reads a clear text
+and Slack never sees a 500 (a refused request keeps its own status and reason)."""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from slack_bolt.async_app import AsyncApp
+from slack_bolt.response import BoltResponse
+
+from handlers.http_log import describe_bug
+from handlers.slack_requests import RequestRefused
+from handlers.texts import BUG_TEXT, REDIS_DOWN_TEXT, answer_for
+from handlers.workspace import SlackUnavailable
+from state.errors import StoreUnavailable
+
+log = logging.getLogger(__name__)
+
+
+def _json(status: int, body: dict[str, Any]) -> BoltResponse:
+    return BoltResponse(
+        status=status, body=json.dumps(body), headers={"content-type": "application/json"}
+    )
+
+
+def register_failure_handler(app: AsyncApp, reply: Callable[[dict[str, Any], str], None]) -> None:
+    """Install the handler; `reply` sends an ephemeral text through a payload's response_url."""
+
+    @app.error
+    async def on_error(error: Exception, body: dict[str, Any]) -> BoltResponse:
+        if isinstance(error, RequestRefused):
+            return _json(error.status, {"error": error.reason})
+        if isinstance(error, StoreUnavailable):
+            log.error("Slack request not handled: Redis failed (%s)", type(error).__name__)
+            text, transient = REDIS_DOWN_TEXT, True
+        elif isinstance(error, SlackUnavailable):
+            text, transient = str(error), True
+        else:
+            log.error("Slack request failed: %s", describe_bug(error))
+            text, transient = BUG_TEXT, False
+        status, answer = answer_for(body or {}, text, reply, transient=transient)
+        return _json(status, answer)
