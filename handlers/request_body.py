@@ -99,9 +99,11 @@ async def read_body(
             ) from None
         except (ConnectionError, asyncio.IncompleteReadError) as exc:
             raise ClientGone(type(exc).__name__) from None
-        except ValueError as exc:
-            # aiohttp's decompressor refuses a broken gzip/deflate body with a ValueError kind.
-            raise BodyRefused(400, f"body: cannot be decoded ({type(exc).__name__})") from None
+        except web.RequestPayloadError:
+            # A body that is not what Content-Encoding/Transfer-Encoding announce.
+            raise BodyRefused(
+                400, "body: cannot be decoded as its Content-Encoding says (gzip, deflate)"
+            ) from None
         return b"".join(chunks)
 
 
