@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from dataclasses import dataclass
@@ -87,10 +88,8 @@ async def exchange(
         return RawAnswer(status, headers, body, closed, time.monotonic() - began)
     finally:
         writer.close()
-        try:
+        with contextlib.suppress(ConnectionError, OSError):
             await writer.wait_closed()
-        except (ConnectionError, OSError):
-            pass
 
 
 async def closed_by_server(url: str, raw: bytes, *, wait_seconds: float = 10.0) -> RawAnswer:
@@ -109,7 +108,5 @@ async def closed_by_server(url: str, raw: bytes, *, wait_seconds: float = 10.0) 
         return RawAnswer(status, headers, body, True, time.monotonic() - began)
     finally:
         writer.close()
-        try:
+        with contextlib.suppress(ConnectionError, OSError):
             await writer.wait_closed()
-        except (ConnectionError, OSError):
-            pass

@@ -5,6 +5,7 @@ restarts, for every open incident; floods grouped."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import time
 from collections.abc import AsyncIterator
@@ -87,7 +88,7 @@ async def test_rate_limited_incident_message_is_posted_once_after_retry_after(
     assert len(msgs) == 1 and iid in json.dumps(msgs[0]["blocks"])
     calls = [c for c in bot.emulator.calls("chat.postMessage") if "thread_ts" not in c.params]
     assert [c.status for c in calls] == [429] * 5 + [200]
-    gaps = [b.at - a.at for a, b in zip(calls, calls[1:], strict=False)]
+    gaps = [b.at - a.at for a, b in itertools.pairwise(calls)]
     assert all(g >= 0.9 for g in gaps), gaps  # Retry-After: 1 was honoured every time
     # The thread intro follows, once; the outbox is empty again.
     await bot.emulator.wait_for_async(lambda: bot.thread(str(msgs[0]["ts"])), timeout=10)
@@ -166,7 +167,7 @@ async def test_a_stale_message_is_updated_at_start_without_a_new_alert(
         await bot.emulator.wait_for_async(
             lambda: "dc9.corp.example.com" in json.dumps(bot.incident_messages()), timeout=20
         )
-        tag = iid.split("-")[0]
+        tag = iid.split("-", maxsplit=1)[0]
         assert not bot.redis.hexists(IncidentKeys(tag).incident, "dirty")
 
 
