@@ -10,6 +10,7 @@ import logging
 import time
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
+from urllib.parse import urlsplit
 from typing import Any
 
 import aiohttp
@@ -32,6 +33,7 @@ from state.workers import WorkerRegistry
 log = logging.getLogger(__name__)
 GROUP_CACHE_SECONDS = 300.0
 RESPONSE_URL_TIMEOUT_SECONDS = 10
+RESPONSE_URL_HOST = "hooks.slack.com"
 RESPONSE_URL_RETRY_SECONDS = 60.0  # Slack keeps a response_url usable for 30 minutes
 
 
@@ -105,10 +107,18 @@ class ServeContext:
         than the whole click under load.
         """
         url = str(body.get("response_url", ""))
-        if not url.startswith(("https://", "http://")):
-            log.warning("no response_url in the request; reply not sent: %.80s", text)
+        if not self._slack_url(url):
+            log.warning("no Slack response_url in the request; reply not sent: %.80s", text)
             return
         self.spawn(self._post_response(url, text))
+
+    def _slack_url(self, url: str) -> bool:
+        # The bot only ever posts replies to Slack: hooks.slack.com, or where SLACK_API_URL points.
+        parts = urlsplit(url)
+        api = urlsplit(self.settings.env.SLACK_API_URL)
+        if parts.scheme == "https" and parts.hostname == RESPONSE_URL_HOST:
+            return True
+        return (parts.scheme, parts.hostname, parts.port) == (api.scheme, api.hostname, api.port)
 
     async def _post_response(self, url: str, text: str) -> None:
         if self._http is None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import traceback
 
+from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
 PROTOCOL_LOGGER = "ad1411.http"
@@ -26,6 +27,10 @@ class ProtocolRecordFilter(logging.Filter):
         if isinstance(exc, HttpProcessingError):
             record.msg = "refused a malformed HTTP request from %s: %s (status %s)"
             record.args = (peer, type(exc).__name__, exc.code)
+            record.levelno, record.levelname = logging.INFO, "INFO"
+        elif isinstance(exc, web.RequestPayloadError):
+            record.msg = "discarded the rest of a body from %s that could not be decoded (%s)"
+            record.args = (peer, type(exc.__cause__ or exc).__name__)
             record.levelno, record.levelname = logging.INFO, "INFO"
         elif isinstance(exc, ConnectionError):
             record.msg = "client %s disconnected mid-request (%s)"

@@ -9,8 +9,10 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 from aiohttp import web
 
@@ -68,29 +70,52 @@ class UploadGate:
             self.active -= 1
 
 
+def _decoder(request: web.Request) -> Any:
+    """A zlib decompressor for the body's Content-Encoding, None for none; else 415.
+
+    The server's own decompression is off (handlers/app.py): here a broken or unknown
+    encoding is a clear refusal, and the size limit counts the bytes it inflates to.
+    """
+    encoding = request.headers.get("Content-Encoding", "").strip().lower()
+    if encoding in ("", "identity"):
+        return None
+    if encoding in ("gzip", "x-gzip"):
+        return zlib.decompressobj(16 + zlib.MAX_WBITS)
+    if encoding == "deflate":
+        return zlib.decompressobj()
+    raise BodyRefused(
+        415, f"Content-Encoding: {encoding[:30]!r} is not supported; send gzip, deflate or none"
+    )
+
+
 async def read_body(
     request: web.Request, *, limit: int, deadline_seconds: float, gate: UploadGate
 ) -> bytes:
     """The whole body (decompressed), at most `limit` bytes, within the deadline.
 
-    Raises BodyRefused (413, 408, 503) or ClientGone.
+    Raises BodyRefused (413, 415, 408, 400, 503) or ClientGone.
     """
     if request.content_length is not None and request.content_length > limit:
         raise BodyRefused(
             413, f"body: {request.content_length} bytes; at most {limit} are accepted"
         )
+    decoder = _decoder(request)
+    too_large = BodyRefused(413, f"body: more than {limit} bytes; at most {limit} are accepted")
     with gate.slot():
         chunks: list[bytes] = []
         size = 0
         try:
             async with asyncio.timeout(deadline_seconds):
-                async for chunk in request.content.iter_chunked(65536):
+                async for raw in request.content.iter_chunked(65536):
+                    chunk = raw if decoder is None else decoder.decompress(raw, limit - size + 1)
                     size += len(chunk)
-                    if size > limit:
-                        raise BodyRefused(
-                            413, f"body: more than {limit} bytes; at most {limit} are accepted"
-                        )
+                    if size > limit or (decoder is not None and decoder.unconsumed_tail):
+                        raise too_large
                     chunks.append(chunk)
+            if decoder is not None:
+                chunks.append(decoder.flush())
+                if not decoder.eof or sum(map(len, chunks)) > limit:
+                    raise BodyRefused(400, "body: the compressed data ends too early")
         except TimeoutError:
             raise BodyRefused(
                 408,
@@ -99,11 +124,12 @@ async def read_body(
             ) from None
         except (ConnectionError, asyncio.IncompleteReadError) as exc:
             raise ClientGone(type(exc).__name__) from None
-        except web.RequestPayloadError:
-            # A body that is not what Content-Encoding/Transfer-Encoding announce.
+        except zlib.error:
             raise BodyRefused(
                 400, "body: cannot be decoded as its Content-Encoding says (gzip, deflate)"
             ) from None
+        except web.RequestPayloadError:
+            raise BodyRefused(400, "body: its chunked transfer encoding is broken") from None
         return b"".join(chunks)
 
 

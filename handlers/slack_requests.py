@@ -120,6 +120,10 @@ _STRINGS = (
     "event_id",
     "challenge",
     "token",
+    "callback_id",
+    "action_id",
+    "subtype",
+    "bot_id",
 )
 _OBJECTS = ("message", "previous_message", "item", "assistant_thread", "function_data")
 
@@ -139,8 +143,9 @@ def _shape_problems(obj: Mapping[str, Any], where: str) -> list[str]:
     for key in _OBJECTS:
         if not isinstance(obj.get(key, {}), dict | None):
             problems.append(f"{where}{key}: expected an object")
-    if "event" in obj and not isinstance(obj["event"], dict):
-        problems.append(f"{where}event: expected an object")
+    for key in ("event", "view"):
+        if key in obj and not isinstance(obj[key], dict):
+            problems.append(f"{where}{key}: expected an object")
     for key in ("authorizations", "response_urls", "actions", "attachments", "blocks"):
         value = obj.get(key)
         if value is not None and not (
@@ -157,14 +162,33 @@ def _typed_problems(payload: Mapping[str, Any]) -> list[str]:
     if "command" in payload:
         needed = ("command", "user_id", "team_id")
         return [f"{k}: required for a slash command" for k in needed if not payload.get(k)]
-    if kind in ("block_actions", "view_submission", "view_closed"):
+    if kind in ("workflow_step_edit",):
+        return [f"type: {kind} (legacy workflow steps) is not used by this app"]
+    if kind in ("block_actions", "interactive_message", "view_submission", "view_closed"):
         problems = []
         if not isinstance(user, dict) or not isinstance(user.get("id"), str):
-            problems.append(f"user: {kind} needs the clicking user as an object with an id")
-        if kind == "block_actions" and not payload.get("actions"):
-            problems.append("actions: block_actions needs at least one action")
-        if kind != "block_actions" and not isinstance(payload.get("view"), dict):
-            problems.append(f"view: {kind} needs the view object")
+            problems.append(f"user: {kind} needs the acting user as an object with an id")
+        actions = payload.get("actions")
+        if kind in ("block_actions", "interactive_message") and not actions:
+            problems.append(f"actions: {kind} needs at least one action")
+        elif kind == "block_actions" and not (
+            isinstance(actions, list)
+            and all(
+                isinstance(a, dict)
+                and isinstance(a.get("action_id"), str)
+                and isinstance(a.get("value", ""), str | None)
+                for a in actions
+            )
+        ):
+            problems.append("actions: each action needs a string action_id (and string value)")
+        view = payload.get("view")
+        if kind.startswith("view_") and not (
+            isinstance(view, dict)
+            and isinstance(view.get("callback_id"), str)
+            and isinstance(view.get("type"), str)
+            and view.get("type") != "workflow_step"
+        ):
+            problems.append(f"view: {kind} needs a view object with its type and callback_id")
         return problems
     if kind == "event_callback":
         event = payload.get("event")

@@ -110,6 +110,7 @@ class ServeRuntime:
             access_log=None,
             logger=protocol_logger(),
             lingering_time=LINGERING_SECONDS,
+            auto_decompress=False,  # handlers/request_body.py decodes, under its own limits
             shutdown_timeout=self.settings.file.serve.shutdown_seconds / 2,
         )
         await self._runner.setup()
