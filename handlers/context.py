@@ -10,8 +10,8 @@ import logging
 import time
 from collections.abc import Coroutine
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 from slack_sdk.errors import SlackApiError

@@ -383,7 +383,6 @@ def test_slash_command_text(hostile: Hostile, text: str, user: str) -> None:
 
 @budget(600)
 @given(
-    data=st.data(),
     user=st.sampled_from(USERS),
     action=st.sampled_from(["incident_diagnose", "incident_start"]) | st.text(max_size=20),
     value=st.none() | st.text(max_size=60) | st.sampled_from(["3f9a0c1b2e-1", "x; rm -rf /"]),
@@ -403,14 +402,13 @@ def test_slash_command_text(hostile: Hostile, text: str, user: str) -> None:
 )
 def test_block_actions_payloads(
     hostile: Hostile,
-    data: st.DataObject,
+    *,
     user: str,
     action: str,
     value: str | None,
     drop: list[str],
     extra: dict[str, Any],
 ) -> None:
-    del data
     button = SlackDriver.find_button(hostile.message, action_id="incident_diagnose")
     payload = hostile.driver.block_actions_payload(
         hostile.message, button, user_id=user, value=value
