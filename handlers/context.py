@@ -32,6 +32,7 @@ from state.workers import WorkerRegistry
 
 log = logging.getLogger(__name__)
 GROUP_CACHE_SECONDS = 300.0
+GROUP_LOOKUP_SECONDS = 2.0  # inside a click: Slack wants the ack within 3 s
 RESPONSE_URL_TIMEOUT_SECONDS = 10
 RESPONSE_URL_HOST = "hooks.slack.com"
 RESPONSE_URL_RETRY_SECONDS = 60.0  # Slack keeps a response_url usable for 30 minutes
@@ -54,6 +55,8 @@ class ServeContext:
     workspace: Workspace
     _groups: dict[str, frozenset[str]] = field(default_factory=dict)
     _groups_at: float = 0.0
+    _group_error: str = ""
+    _refreshing: bool = False
     _tasks: set[asyncio.Task[Any]] = field(default_factory=set)
     _http: aiohttp.ClientSession | None = None
 
@@ -69,29 +72,54 @@ class ServeContext:
             log.error("background task failed", exc_info=task.exception())
 
     async def _group_members(self) -> dict[str, frozenset[str]]:
+        """Members of the configured user groups: cached; a stale cache is used while it is
+        refreshed in the background, so a click never waits on Slack once the cache exists."""
         slack_cfg = self.settings.file.slack
         wanted = group_ids([*slack_cfg.responders, *slack_cfg.approvers])
-        if not wanted or time.monotonic() - self._groups_at < GROUP_CACHE_SECONDS:
+        if not wanted:
+            return {}
+        if self._groups_at and set(wanted) <= set(self._groups):
+            if time.monotonic() - self._groups_at >= GROUP_CACHE_SECONDS and not self._refreshing:
+                self._refreshing = True
+                self.spawn(self._refresh_groups(wanted))
             return self._groups
-        groups: dict[str, frozenset[str]] = {}
-        for gid in wanted:
-            try:
-                resp = await self.slack.usergroups_users_list(usergroup=gid)
+        try:
+            async with asyncio.timeout(GROUP_LOOKUP_SECONDS):
+                await self._refresh_groups(wanted)
+        except TimeoutError:
+            why = "no answer in time"
+        else:
+            if set(wanted) <= set(self._groups):
+                return self._groups
+            why = self._group_error
+        # Denying would tell a real responder they are not one: say what failed.
+        raise SlackUnavailable(
+            ":warning: Slack did not list the members of the responder groups just now "
+            f"(usergroups.users.list: {why}), so nothing was done. Try again in a minute."
+        )
+
+    async def _refresh_groups(self, wanted: list[str]) -> None:
+        groups = dict(self._groups)
+        try:
+            for gid in wanted:
+                try:
+                    resp = await self.slack.usergroups_users_list(usergroup=gid)
+                except (SlackApiError, aiohttp.ClientError, TimeoutError) as exc:
+                    self._group_error = (
+                        str(exc.response.get("error"))
+                        if isinstance(exc, SlackApiError)
+                        else type(exc).__name__
+                    )
+                    log.warning("cannot read user group %s: %s", gid, self._group_error)
+                    continue
                 users: list[str] = resp.get("users", [])
                 groups[gid] = frozenset(str(u) for u in users)
-            except (SlackApiError, aiohttp.ClientError, TimeoutError) as exc:
-                why = exc.response.get("error") if isinstance(exc, SlackApiError) else type(exc)
-                log.warning("cannot read user group %s: %s", gid, why)
-                if gid not in self._groups:
-                    # Denying would tell a real responder they are not one: say what failed.
-                    raise SlackUnavailable(
-                        ":warning: Slack did not list the members of the responder groups "
-                        f"just now (usergroups.users.list: {why}), so nothing was done. "
-                        "Try again in a minute."
-                    ) from None
-                groups[gid] = self._groups[gid]
-        self._groups, self._groups_at = groups, time.monotonic()
-        return groups
+            if set(wanted) <= set(groups):
+                self._groups, self._groups_at = groups, time.monotonic()
+            else:
+                self._groups = groups
+        finally:
+            self._refreshing = False
 
     async def is_responder(self, user_id: str) -> bool:
         """May this user run diagnoses and steps?"""

@@ -47,7 +47,7 @@ async def with_slack_retries(
 ) -> T:
     """call() until it succeeds; transient failures are retried until the deadline passes."""
     end = time.monotonic() + deadline_seconds
-    backoff = 1.0
+    backoff = 0.5
     while True:
         try:
             return await call()

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -22,7 +23,7 @@ from bot.errors import Ad1411Error
 from handlers.slack_requests import RequestRefused
 
 log = logging.getLogger(__name__)
-AUTH_TEST_SECONDS = 5.0
+AUTH_TEST_SECONDS = 2.0  # inside a request: Slack wants the ack within 3 s
 
 
 class SlackUnavailable(Ad1411Error):
@@ -50,12 +51,19 @@ class Workspace:
         self._lock = asyncio.Lock()
 
     async def identity(self) -> BotIdentity:
-        """auth.test, once (cached after the first success)."""
+        """auth.test, cached after the first success. A request waits at most
+        AUTH_TEST_SECONDS (behind the start-up fetch, or for its own), then is told to retry."""
         if self._identity is not None:
             return self._identity
-        async with self._lock:
-            if self._identity is None:
-                self._identity = await self._auth_test()
+        try:
+            async with asyncio.timeout(AUTH_TEST_SECONDS), self._lock:
+                if self._identity is None:
+                    self._identity = await self._auth_test()
+        except TimeoutError:
+            raise SlackUnavailable(
+                ":hourglass: Slack has not confirmed the bot's identity yet (auth.test), so "
+                "nothing was done. Try again in a few seconds."
+            ) from None
         return self._identity
 
     async def _auth_test(self) -> BotIdentity:
@@ -77,6 +85,20 @@ class Workspace:
             bot_id=resp.get("bot_id") or None,
             bot_user_id=resp.get("user_id") or None,
         )
+
+    async def warm_up(self, deadline_seconds: float = 600.0) -> None:
+        """Fetch the identity at start, through rate limits and outages, so that requests
+        find it cached; a request before it arrives gets a clear text."""
+        end = time.monotonic() + deadline_seconds
+        delay = 0.5
+        while self._identity is None and time.monotonic() < end:
+            try:
+                async with self._lock:
+                    if self._identity is None:
+                        self._identity = await self._auth_test()
+            except SlackUnavailable:
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 30.0)
 
     def allowed(self, identity: BotIdentity) -> frozenset[str]:
         """Team and enterprise IDs whose requests are accepted."""

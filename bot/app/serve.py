@@ -121,6 +121,7 @@ class ServeRuntime:
             self._socket = AsyncSocketModeHandler(bolt, env.SLACK_APP_TOKEN.get_secret_value())
             await self._socket.connect_async()  # type: ignore[no-untyped-call]
         self._tasks.append(asyncio.create_task(self.ctx.notifier.run(), name="slack-delivery"))
+        self.ctx.spawn(self.ctx.workspace.warm_up())
         if embedded() is not None:
             self._tasks.append(asyncio.create_task(self._supervise(), name="redis-supervisor"))
         return self
