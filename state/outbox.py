@@ -58,11 +58,14 @@ class SlackOutbox:
         return int(await self.client.zcard(OUTBOX))
 
     async def claim(self, member: str, token: str, lease_seconds: float) -> bool:
-        """Take the lease on a member; False when another delivery holds it."""
-        ok = await self.client.set(
-            outbox_claim(member), token, nx=True, px=max(1, int(lease_seconds * 1000))
+        """Take the lease on a member that is due now; False when another delivery holds it
+        or has delivered and rescheduled it since the due list was read."""
+        res = await self.scripts(
+            "claim_delivery",
+            [OUTBOX, outbox_claim(member)],
+            [member, int(time.time() * 1000), token, max(1, int(lease_seconds * 1000))],
         )
-        return bool(ok)
+        return int(res) == 1
 
     async def take_dirty(self, member: str) -> bool:
         """Clear and return the member's 'message needs an update' flag."""
