@@ -120,6 +120,12 @@ class WorkerSection(_Strict):
     reclaim_idle_seconds: float = Field(
         default=60.0, gt=0, le=86_400, description="a job held this long by a dead worker moves"
     )
+    shutdown_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        le=600,
+        description="SIGTERM: the job in progress gets this long, then stays queued for another",
+    )
 
 
 class LdapSection(_Strict):

@@ -179,16 +179,18 @@ class ServeContext:
 
         Returns how many tasks were cancelled.
         """
+        end = None if timeout is None else time.monotonic() + timeout
         cancelled = 0
-        try:
-            async with asyncio.timeout(timeout):
-                while self._tasks:
-                    await asyncio.gather(*list(self._tasks), return_exceptions=True)
-        except TimeoutError:
-            for task in list(self._tasks):
-                task.cancel()
-                cancelled += 1
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+        while self._tasks:
+            left = None if end is None else max(0.0, end - time.monotonic())
+            # asyncio.wait, not gather: a timeout must not cancel the tasks behind our back.
+            _, pending = await asyncio.wait(set(self._tasks), timeout=left)
+            if pending and end is not None and time.monotonic() >= end:
+                for task in pending:
+                    task.cancel()
+                cancelled += len(pending)
+                await asyncio.gather(*pending, return_exceptions=True)
+                break
         if self._http is not None:
             await self._http.close()
             self._http = None

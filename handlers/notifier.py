@@ -247,10 +247,17 @@ class IncidentNotifier:
             redirty=attempt.took_dirty,
             max_backoff_seconds=MAX_BACKOFF_SECONDS,
         )
-        level = logging.WARNING if attempts < 5 else logging.ERROR
+        if wait is not None:
+            log.warning(
+                "message of %s not delivered: Slack rate limit (%s); next in %.0f s (Retry-After)",
+                attempt.member,
+                why,
+                due_in,
+            )
+            return
         log.log(
-            level,
-            "message of %s not delivered to Slack (%s); attempt %d, next in %.0f s",
+            logging.WARNING if attempts < 5 else logging.ERROR,
+            "message of %s not delivered to Slack (%s); attempt %d, next in %.1f s",
             attempt.member,
             why,
             attempts,

@@ -90,6 +90,7 @@ class ServeRuntime:
         self._socket: AsyncSocketModeHandler | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = asyncio.Event()
+        self._warm_up: asyncio.Task[None] | None = None
         self.ctx: ServeContext | None = None
 
     @property
@@ -121,7 +122,7 @@ class ServeRuntime:
             self._socket = AsyncSocketModeHandler(bolt, env.SLACK_APP_TOKEN.get_secret_value())
             await self._socket.connect_async()  # type: ignore[no-untyped-call]
         self._tasks.append(asyncio.create_task(self.ctx.notifier.run(), name="slack-delivery"))
-        self.ctx.spawn(self.ctx.workspace.warm_up())
+        self._warm_up = asyncio.create_task(self.ctx.workspace.warm_up(), name="auth.test")
         if embedded() is not None:
             self._tasks.append(asyncio.create_task(self._supervise(), name="redis-supervisor"))
         return self
@@ -146,6 +147,9 @@ class ServeRuntime:
         limit = self.settings.file.serve.shutdown_seconds
         end = time.monotonic() + limit
         self._stopping.set()
+        if self._warm_up is not None:
+            self._warm_up.cancel()
+            await asyncio.gather(self._warm_up, return_exceptions=True)
         if self.ctx is not None:
             self.ctx.notifier.stop()
         if self._socket is not None:
