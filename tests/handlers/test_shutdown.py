@@ -7,7 +7,7 @@ import asyncio
 import json
 import re
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
 import aiohttp
@@ -23,6 +23,7 @@ from state.keys import JOBS_GROUP, JOBS_STREAM, OUTBOX
 from tests.handlers.serve_config import FOREST, write_config
 from tests.procs import LISTENING, BotProcess, http_env
 from tests.rawhttp import request_head
+from tests.waiting import until
 
 pytestmark = [pytest.mark.slack, pytest.mark.e2e]
 TOKEN = "shutdown-token"
@@ -36,6 +37,14 @@ async def _post(url: str, body: bytes) -> tuple[int, dict[str, object]]:
         s.post(url + "/alerts", data=body, headers={"Authorization": f"Bearer {TOKEN}"}) as r,
     ):
         return r.status, json.loads(await r.text())
+
+
+async def _not(probe: Callable[[], Awaitable[bool]]) -> bool:
+    return not await probe()
+
+
+async def _zero(count: Awaitable[int]) -> bool:
+    return await count == 0
 
 
 def _top(emulator: SlackEmulator) -> list[dict[str, object]]:
@@ -60,7 +69,7 @@ async def test_serve_sigterm_with_pending_work_exits_in_time_and_loses_nothing(
         slack_env, REDIS_URL=redis_url, AD1411_CONFIG=str(cfg), ALERT_WEBHOOK_TOKEN=TOKEN
     )
     first = BotProcess(["serve"], {"PORT": "0", **env}, tmp_path / "first.log")
-    url = first.wait_for_line(LISTENING).group(1)
+    url = (await asyncio.to_thread(first.wait_for_line, LISTENING)).group(1)
     try:
         # 1. An incident whose message is posted; then an alert makes an update pending.
         assert (
@@ -115,7 +124,7 @@ async def test_serve_sigterm_with_pending_work_exits_in_time_and_loses_nothing(
     slack_emulator.faults.clear()
     second = BotProcess(["serve"], {"PORT": "0", **env}, tmp_path / "second.log")
     try:
-        second.wait_for_line(LISTENING)
+        await asyncio.to_thread(second.wait_for_line, LISTENING)
 
         def done() -> bool:
             tops = json.dumps(_top(slack_emulator))
@@ -123,8 +132,7 @@ async def test_serve_sigterm_with_pending_work_exits_in_time_and_loses_nothing(
 
         await slack_emulator.wait_for_async(done, timeout=30)
         client = redis.asyncio.Redis.from_url(redis_url)
-        await slack_emulator.wait_for_async(lambda: True, timeout=1)
-        assert await client.zcard(OUTBOX) == 0
+        await until(lambda: _zero(client.zcard(OUTBOX)), what="outbox empty", timeout=10)
         await client.aclose()
     finally:
         second.stop()
@@ -162,7 +170,8 @@ async def test_worker_sigterm_during_a_hung_job_exits_in_time_and_the_job_is_rec
         f'[[forests]]\nname = "{FOREST}"\nldap_hosts = ["dc1.{FOREST}"]\n'
         '[forests.ldap]\ntls = "none"\ntimeout_seconds = 100\nuser = "CN=x"\n'
         'password = { env = "LDAP_PW" }\n'
-        f'[[forests.dcs]]\nfqdn = "dc1.{FOREST}"\naddress = "127.0.0.1"\nldap_port = {silent_ldap}\n'
+        f'[[forests.dcs]]\nfqdn = "dc1.{FOREST}"\naddress = "127.0.0.1"\n'
+        f"ldap_port = {silent_ldap}\n"
     )
     env = http_env(slack_env, REDIS_URL=redis_url, AD1411_CONFIG=str(cfg), LDAP_PW="pw")
     client = redis.asyncio.Redis.from_url(redis_url)
@@ -171,15 +180,14 @@ async def test_worker_sigterm_during_a_hung_job_exits_in_time_and_the_job_is_rec
     )
     first = BotProcess(["worker"], env, tmp_path / "w1.log")
     try:
-        first.wait_for_line(re.compile("ready"))
+        await asyncio.to_thread(first.wait_for_line, re.compile("ready"))
         await DiagnosisStore(client).request(intake.incident_id, "U0ONCALL1", pending_seconds=600)
 
         async def taken() -> bool:
             info = await client.xinfo_groups(JOBS_STREAM)
             return any(int(g["pending"]) == 1 for g in info if g["name"] == JOBS_GROUP.encode())
 
-        while not await taken():
-            await asyncio.sleep(0.05)  # waiting on a condition in Redis
+        await until(taken, what="the job taken by the first worker", timeout=30)
         began = time.monotonic()
         code = await asyncio.to_thread(first.stop, LIMIT + EXIT_MARGIN + 10)
         took = time.monotonic() - began
@@ -194,9 +202,8 @@ async def test_worker_sigterm_during_a_hung_job_exits_in_time_and_the_job_is_rec
     cfg.write_text(cfg.read_text().replace("timeout_seconds = 100", "timeout_seconds = 1"))
     second = BotProcess(["worker"], env, tmp_path / "w2.log")
     try:
-        second.wait_for_line(re.compile("ready"))
-        while await taken():
-            await asyncio.sleep(0.05)
+        await asyncio.to_thread(second.wait_for_line, re.compile("ready"))
+        await until(lambda: _not(taken), what="the job done by the second worker", timeout=60)
         assert "outcome=failed" in second.stderr() or "outcome=timed-out" in second.stderr()
     finally:
         second.stop()
