@@ -11,13 +11,14 @@ from typing import Any
 from slack_bolt.async_app import AsyncApp
 from slack_bolt.response import BoltResponse
 
-from handlers.http_log import describe_bug
+from handlers.http_log import Throttled, describe_bug
 from handlers.slack_requests import RequestRefused
 from handlers.texts import BUG_TEXT, REDIS_DOWN_TEXT, answer_for
 from handlers.workspace import SlackUnavailable
 from state.errors import StoreUnavailable
 
 log = logging.getLogger(__name__)
+throttled = Throttled(log)
 
 
 def _json(status: int, body: dict[str, Any]) -> BoltResponse:
@@ -34,7 +35,9 @@ def register_failure_handler(app: AsyncApp, reply: Callable[[dict[str, Any], str
         if isinstance(error, RequestRefused):
             return _json(error.status, {"error": error.reason})
         if isinstance(error, StoreUnavailable):
-            log.error("Slack request not handled: Redis failed (%s)", type(error).__name__)
+            throttled.error(
+                "redis", "Slack request not handled: Redis failed (%s)", type(error).__name__
+            )
             text, transient = REDIS_DOWN_TEXT, True
         elif isinstance(error, SlackUnavailable):
             text, transient = str(error), True

@@ -8,6 +8,7 @@ whose filter rewrites such records into one line naming only the kind of failure
 from __future__ import annotations
 
 import logging
+import time
 import traceback
 
 from aiohttp import web
@@ -57,3 +58,25 @@ def protocol_logger() -> logging.Logger:
     if not any(isinstance(f, ProtocolRecordFilter) for f in logger.filters):
         logger.addFilter(ProtocolRecordFilter())
     return logger
+
+
+class Throttled:
+    """At most one log line per `seconds` for a recurring failure, counting what it skipped
+    (Redis down under a request storm must not write one line per request)."""
+
+    def __init__(self, logger: logging.Logger, seconds: float = 10.0) -> None:
+        self.logger = logger
+        self.seconds = seconds
+        self._last: dict[str, float] = {}
+        self._skipped: dict[str, int] = {}
+
+    def error(self, key: str, msg: str, *args: object) -> None:
+        """Log msg now, or count it when `key` was logged less than `seconds` ago."""
+        now = time.monotonic()
+        if now - self._last.get(key, -self.seconds) < self.seconds:
+            self._skipped[key] = self._skipped.get(key, 0) + 1
+            return
+        skipped = self._skipped.pop(key, 0)
+        self._last[key] = now
+        suffix = f" ({skipped} more like it since the last line)" if skipped else ""
+        self.logger.error(msg + suffix, *args)

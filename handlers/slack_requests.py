@@ -21,6 +21,7 @@ from typing import Any
 from aiohttp import web
 from slack_bolt.request.internals import parse_body
 
+from handlers.http_log import Throttled
 from handlers.metrics import ServeMetrics
 from handlers.request_body import (
     BodyRefused,
@@ -36,6 +37,7 @@ from state.errors import StoreUnavailable
 from state.seen import SeenOnce
 
 log = logging.getLogger(__name__)
+throttled = Throttled(log)
 SLACK_PATH = "/slack/events"
 SLACK_MAX_BODY = 1024 * 1024
 MAX_SKEW_SECONDS = 300  # Slack's replay window
@@ -278,7 +280,9 @@ class SlackRequestGate:
         try:
             first = await self.seen.first("slack-signature", sig, SEEN_SIGNATURE_SECONDS)
         except StoreUnavailable as exc:
-            log.error("Slack request not handled: Redis failed (%s)", type(exc).__name__)
+            throttled.error(
+                "redis", "Slack request not handled: Redis failed (%s)", type(exc).__name__
+            )
             status, answer = answer_for(payload, REDIS_DOWN_TEXT, self.reply, transient=True)
             return web.json_response(answer, status=status)
         if not first:

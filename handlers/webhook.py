@@ -21,7 +21,7 @@ from bot.alerts.formats import parse_alerts
 from bot.errors import AlertRejected
 from bot.secrets import ASCII_BLANKS, blank_secret
 from handlers.context import ServeContext
-from handlers.http_log import describe_bug
+from handlers.http_log import Throttled, describe_bug
 from handlers.intake import check_forests, take_alerts
 from handlers.request_body import (
     BodyRefused,
@@ -36,6 +36,7 @@ from state.errors import StoreUnavailable
 from state.incidents import Intake
 
 log = logging.getLogger(__name__)
+throttled = Throttled(log)
 CTX_KEY: web.AppKey[ServeContext] = web.AppKey("ctx", ServeContext)
 SIGNATURE_HEADER = "X-AD1411-Signature"
 TIMESTAMP_HEADER = "X-AD1411-Timestamp"
@@ -172,7 +173,7 @@ class AlertWebhook:
             return await self._take(body, signed)
         except StoreUnavailable as exc:
             self._count("unavailable")
-            log.error("alerts not recorded: Redis failed (%s)", type(exc).__name__)
+            throttled.error("redis", "alerts not recorded: Redis failed (%s)", type(exc).__name__)
             return refusal(
                 503,
                 "the bot's database (Redis) is unavailable; the alert was not recorded (or only "

@@ -26,7 +26,7 @@ log = logging.getLogger(__name__)
 LOCK_NAME = "owner.lock"
 CONNECT_SECONDS = 30.0
 START_SECONDS = 15.0
-FAILING_AFTER = 3  # failed restarts in a row before /healthz says so
+FAILING_AFTER = 2  # failed restarts in a row before /healthz says so
 
 
 class EmbeddedRedisError(RuntimeError):
@@ -109,8 +109,8 @@ class EmbeddedRedis:
     def _record(self) -> None:
         assert self._lock_fd is not None
         data = json.dumps({"owner_pid": os.getpid(), "redis_pid": self.server.pid}).encode()
-        os.ftruncate(self._lock_fd, 0)
         os.pwrite(self._lock_fd, data, 0)
+        os.ftruncate(self._lock_fd, len(data))
 
     def _stop_orphan(self) -> None:
         """A server left by an owner that died (or an older version) must stop first:
@@ -179,7 +179,7 @@ class EmbeddedRedis:
         self.last_error = tail[-1] if tail else "no log"
         self.server.stop()
         # Keep the lock and try again later, a little less often each time.
-        self._next_try = time.monotonic() + min(2.0**self.failed_starts, 30.0)
+        self._next_try = time.monotonic() + min(2.0 ** (self.failed_starts - 1), 30.0)
 
     async def _restart(self) -> bool:
         self.server.spawn()
