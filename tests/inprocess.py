@@ -126,7 +126,12 @@ async def running_bot(
     old_level = root.level
     root.addHandler(logs)
     root.setLevel(logging.INFO)
-    runtime = await ServeRuntime(settings).start()
+    try:
+        runtime = await ServeRuntime(settings).start()
+    except BaseException:
+        root.removeHandler(logs)
+        root.setLevel(old_level)
+        raise
     sync = redis.Redis.from_url(settings.env.REDIS_URL or "")
     token = settings.env.ALERT_WEBHOOK_TOKEN
     try:
