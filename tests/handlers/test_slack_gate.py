@@ -233,3 +233,33 @@ async def test_incident_details_are_for_responders_and_approvers(bot: InProcessB
         assert iid in approver.body
     helped = await bot.driver.slash_command("/ad1411", "help", user_id="U0VISITOR")
     assert "Usage" in helped.body
+
+
+async def test_replies_go_only_to_slack_whatever_response_url_says(bot: InProcessBot) -> None:
+    from aiohttp import web
+
+    hits: list[str] = []
+
+    async def evil(request: web.Request) -> web.Response:
+        hits.append(request.path)
+        return web.Response()
+
+    app = web.Application()
+    app.router.add_post("/{tail:.*}", evil)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        iid = await _incident(bot)
+        await bot.emulator.wait_for_async(bot.incident_messages, timeout=20)
+        payload = {**_click_payload(bot, iid), "response_url": f"http://127.0.0.1:{port}/steal"}
+        answer = await bot.driver.send(_interactive(payload))
+        assert answer.status == 200
+        await bot.emulator.wait_for_async(
+            lambda: "no Slack response_url" in bot.stderr(), timeout=10
+        )
+        assert hits == []
+    finally:
+        await runner.cleanup()
