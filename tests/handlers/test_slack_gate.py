@@ -13,7 +13,6 @@ from urllib.parse import urlencode
 import aiohttp
 import pytest
 
-from handlers.slash import READERS_ONLY
 from lab.alert_samples import alert_body, dsa_guid
 from lab.slack_driver import SentRequest, slack_signature
 from lab.slack_emulator import SlackEmulator
@@ -221,6 +220,8 @@ async def test_malformed_signed_payloads_get_400_and_change_nothing(bot: InProce
 
 
 async def test_incident_details_are_for_responders_and_approvers(bot: InProcessBot) -> None:
+    from handlers.slash import READERS_ONLY
+
     iid = await _incident(bot)
     for verb in ("list", f"status {iid}"):
         visitor = await bot.driver.slash_command("/ad1411", verb, user_id="U0VISITOR")
