@@ -19,7 +19,7 @@ from lab.slack_driver import SlackDriver
 from lab.slack_emulator import SlackEmulator
 from state.diagnoses import DiagnosisStore
 from state.incidents import AlertRecord, IncidentStore
-from state.keys import JOBS_GROUP, JOBS_STREAM, OUTBOX
+from state.keys import JOBS_GROUP, JOBS_STREAM
 from tests.handlers.serve_config import FOREST, write_config
 from tests.procs import LISTENING, BotProcess, http_env
 from tests.rawhttp import request_head
@@ -54,6 +54,33 @@ def _top(emulator: SlackEmulator) -> list[dict[str, object]]:
         for m in emulator.messages("C0INCIDENT")
         if "thread_ts" not in m or m.get("thread_ts") == m.get("ts")
     ]
+
+
+async def test_serve_stops_promptly_while_slack_refuses_an_incident_message(
+    tmp_path: Path, redis_url: str, slack_env: dict[str, str], slack_emulator: SlackEmulator
+) -> None:
+    # Item 3 as reported, on default limits: Slack rate-limits the message, another alert
+    # arrives for the incident, then SIGTERM. Serve must stop within its default limit (10 s).
+    cfg = write_config(tmp_path / "c.toml", coalesce_seconds=1)
+    env = http_env(
+        slack_env, REDIS_URL=redis_url, AD1411_CONFIG=str(cfg), ALERT_WEBHOOK_TOKEN=TOKEN
+    )
+    proc = BotProcess(["serve"], {"PORT": "0", **env}, tmp_path / "serve.log")
+    url = (await asyncio.to_thread(proc.wait_for_line, LISTENING)).group(1)
+    try:
+        slack_emulator.fail_next("chat.postMessage", times=1000, status=429, retry_after=1)
+        for dc in ("dc1", "dc2"):
+            body = alert_body("generic_json", f"{dc}.{FOREST}", dsa_guid(4), FOREST)[0]
+            assert (await _post(url, body))[0] == 202
+        await slack_emulator.wait_for_async(
+            lambda: len(slack_emulator.calls("chat.postMessage")) >= 4, timeout=20
+        )
+        began = time.monotonic()
+        code = await asyncio.to_thread(proc.stop, 60)
+        took = time.monotonic() - began
+    finally:
+        proc.kill()
+    assert code == 0 and took <= 10 + EXIT_MARGIN, (took, proc.stderr()[-2000:])
 
 
 async def test_serve_sigterm_with_pending_work_exits_in_time_and_loses_nothing(
@@ -131,6 +158,8 @@ async def test_serve_sigterm_with_pending_work_exits_in_time_and_loses_nothing(
             return f"dc2.{FOREST}" in tops and dsa_guid(2) in tops and "Alert flood" in tops
 
         await slack_emulator.wait_for_async(done, timeout=30)
+        from state.keys import OUTBOX
+
         client = redis.asyncio.Redis.from_url(redis_url)
         await until(lambda: _zero(client.zcard(OUTBOX)), what="outbox empty", timeout=10)
         await client.aclose()

@@ -16,7 +16,7 @@ import pytest
 
 from lab.alert_samples import alert_body, dsa_guid, event_text
 from lab.slack_emulator import SlackEmulator
-from state.keys import JOBS_STREAM, OUTBOX
+from state.keys import JOBS_STREAM
 from tests.handlers.serve_config import FOREST, write_config
 from tests.inprocess import InProcessBot, running_bot, settings_for
 
@@ -66,6 +66,8 @@ async def test_incident_message_update_and_intro_through_429_and_5xx(bot: InProc
         lambda: "dc2.corp.example.com" in json.dumps(bot.incident_messages()), timeout=30
     )
     assert [c.status for c in bot.emulator.calls("chat.update")] == [500] * 3 + [200]
+    from state.keys import OUTBOX
+
     assert bot.redis.zcard(OUTBOX) == 0
     assert len(bot.incident_messages()) == 1
 
