@@ -21,7 +21,7 @@ from bot.config import Settings
 from bot.procedure.roles import group_ids, is_member
 from handlers.metrics import ServeMetrics
 from handlers.notifier import IncidentNotifier
-from handlers.slack_retry import transient, with_slack_retries
+from handlers.slack_retry import with_slack_retries
 from handlers.thread import IncidentThread
 from handlers.workspace import SlackUnavailable, Workspace
 from state.diagnoses import DiagnosisStore
@@ -169,9 +169,7 @@ class ServeContext:
             )
         except aiohttp.ClientResponseError as exc:
             log.warning("response_url kept failing (%s); reply not shown", exc.status)
-        except (aiohttp.ClientError, TimeoutError) as exc:
-            if not transient(exc):
-                raise
+        except (aiohttp.ClientError, TimeoutError, ConnectionError) as exc:
             log.warning("response_url unreachable (%s); reply not shown", type(exc).__name__)
 
     async def drain(self, timeout: float | None = None) -> int:  # noqa: ASYNC109

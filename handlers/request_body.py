@@ -7,7 +7,6 @@ headers passed every check, at most `max_concurrent` at a time, each within a de
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import zlib
 from collections.abc import Iterator
@@ -139,13 +138,3 @@ def client_gone(route: str, request: web.Request, why: str) -> web.Response:
     resp = web.Response(status=400)
     resp.force_close()
     return resp
-
-
-def json_error(status: int, message: str, field: str | None = None) -> web.Response:
-    """A JSON error answer: {"error": message[, "field": field]}."""
-    body: dict[str, object] = {"error": message}
-    if field is not None:
-        body["field"] = field
-    return web.Response(
-        status=status, text=json.dumps(body), content_type="application/json", charset="utf-8"
-    )

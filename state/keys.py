@@ -66,8 +66,6 @@ class IncidentKeys:
         self.reporters = f"{base}:reporters"
         self.audit = f"{base}:audit"
         self.seq = f"{base}:seq"
-        self.update_lock = f"{base}:update-lock"
-        self.post_lock = f"{base}:post-lock"
         self.diagnosis = f"{base}:diagnosis"
         self.diagnosis_pending = f"{base}:diagnosis-pending"
 

@@ -74,14 +74,6 @@ async def test_message_recorded_once(store: IncidentStore) -> None:
     assert inc is not None and inc.ts == "1.000100"
 
 
-async def _removed_update_slot(store: IncidentStore) -> None:
-    intake = await store.record(_alert())
-    assert await store.take_update_slot(intake.incident_id, 30)
-    assert not await store.take_update_slot(intake.incident_id, 30)
-    await store.release_update_slot(intake.incident_id)
-    assert await store.take_update_slot(intake.incident_id, 30)
-
-
 async def test_audit_records_opening(store: IncidentStore) -> None:
     intake = await store.record(_alert())
     lines = [line async for line in store.audit.export()]
