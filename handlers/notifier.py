@@ -81,6 +81,7 @@ class IncidentNotifier:
         self._stopping = False
         self._paused_until = 0.0
         self._redis_down_logged = False
+        self._unreleased: dict[str, _Attempt] = {}
 
     async def on_intake(self, intake: Intake) -> None:
         """A recorded alert may have made something due: look now rather than at the poll."""
@@ -104,6 +105,7 @@ class IncidentNotifier:
         while not self._stopping:
             timeout = POLL_SECONDS
             try:
+                await self._release_unfinished()
                 if time.monotonic() >= next_repair:
                     queued = await self.outbox.enqueue_undelivered()
                     if queued:
@@ -164,18 +166,36 @@ class IncidentNotifier:
         attempt = _Attempt(member, self.token)
         flood = parse_flood_id(member) is not None
         try:
-            async with asyncio.timeout(ATTEMPT_SECONDS):
-                if flood:
-                    await self._deliver_flood(attempt)
-                else:
-                    await self._deliver_incident(attempt)
-        except SlackApiError as exc:
-            await self._defer(attempt, exc.response.get("error") or "error", exc)
-        except (aiohttp.ClientError, TimeoutError, OSError) as exc:
-            await self._defer(attempt, type(exc).__name__, None)
-        else:
-            await self.outbox.finish(member, self.token, self.window)
+            try:
+                async with asyncio.timeout(ATTEMPT_SECONDS):
+                    if flood:
+                        await self._deliver_flood(attempt)
+                    else:
+                        await self._deliver_incident(attempt)
+            except SlackApiError as exc:
+                await self._defer(attempt, exc.response.get("error") or "error", exc)
+            except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+                await self._defer(attempt, type(exc).__name__, None)
+            else:
+                await self.outbox.finish(member, self.token, self.window)
+        except StoreUnavailable:
+            # Redis went away mid-attempt: release the lease when it is back, or the member
+            # would wait for the lease to expire.
+            self._unreleased[member] = attempt
+            raise
         return True
+
+    async def _release_unfinished(self) -> None:
+        """Attempts cut short by a Redis failure count as failed: lease released, retried."""
+        for member, attempt in list(self._unreleased.items()):
+            await self.outbox.defer(
+                member,
+                attempt.token,
+                retry_after_seconds=None,
+                redirty=True,  # whatever Slack got, the next attempt brings it up to date
+                max_backoff_seconds=MAX_BACKOFF_SECONDS,
+            )
+            del self._unreleased[member]
 
     async def _deliver_incident(self, attempt: _Attempt) -> None:
         member = attempt.member

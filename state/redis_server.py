@@ -66,10 +66,19 @@ def redis_server_binary() -> str:
 class RedisServer:
     """One redis-server we started, on a unix socket (and optionally a loopback port)."""
 
-    def __init__(self, data_dir: Path, *, port: int = 0, appendonly: bool = True) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        *,
+        port: int = 0,
+        appendonly: bool = True,
+        appendfsync: str = "everysec",
+    ) -> None:
         self.data_dir = data_dir.resolve()
         self.port = port
         self.appendonly = appendonly
+        # everysec: a killed server may lose its last second or two of writes; always: none.
+        self.appendfsync = appendfsync
         self.socket_path = self.data_dir / "redis.sock"
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -139,7 +148,7 @@ class RedisServer:
                     f"unixsocket {self.socket_path}",
                     "unixsocketperm 700",
                     f"appendonly {'yes' if self.appendonly else 'no'}",
-                    "appendfsync everysec",
+                    f"appendfsync {self.appendfsync}",
                     "save ''",
                     "daemonize no",
                     "protected-mode yes",

@@ -28,8 +28,10 @@ PROBLEMS = 6
 
 @pytest.fixture
 def own_redis(tmp_path: Path) -> Iterator[RedisServer]:
-    """A redis-server (AOF on) that this test may kill and restart."""
-    server = RedisServer(tmp_path / "redis", port=free_port()).start()
+    """A redis-server that this test may kill and restart. `appendfsync always`: with the
+    default everysec, a killed Redis may drop its last second of writes, which would make a
+    Redis setting look like the bot losing acknowledged alerts."""
+    server = RedisServer(tmp_path / "redis", port=free_port(), appendfsync="always").start()
     yield server
     server.stop()
 
@@ -95,11 +97,10 @@ async def test_redis_killed_and_restarted_mid_stream_loses_no_acknowledged_alert
 ) -> None:
     rng = random.Random(9)
     accepted: Counter[str] = Counter()
-    refused = 0
+    refused_by: Counter[str] = Counter()
     stop = asyncio.Event()
 
     async def stream() -> None:
-        nonlocal refused
         i = 0
         async with aiohttp.ClientSession() as s:
             while not stop.is_set():
@@ -111,31 +112,35 @@ async def test_redis_killed_and_restarted_mid_stream_loses_no_acknowledged_alert
                     if r.status == 202:
                         accepted[guid] += 1
                     else:
-                        refused += 1
+                        refused_by[guid] += 1
                 i += 1
 
     senders = [asyncio.create_task(stream()) for _ in range(3)]
     await bot.emulator.wait_for_async(lambda: sum(accepted.values()) >= 60, timeout=30)
     own_redis.kill()
-    await bot.emulator.wait_for_async(lambda: refused >= 10, timeout=30)
+    await bot.emulator.wait_for_async(lambda: sum(refused_by.values()) >= 10, timeout=30)
     own_redis.start()
     before = sum(accepted.values())
     await bot.emulator.wait_for_async(lambda: sum(accepted.values()) >= before + 60, timeout=30)
     stop.set()
     await asyncio.gather(*senders)
 
-    def settled() -> bool:
-        tops = bot.incident_messages()
-        if len(tops) < len(accepted):
-            return False
-        text = json.dumps(tops)
-        return all(f"*Alerts*\\n{n}" in text for n in accepted.values())
-
-    await bot.emulator.wait_for_async(settled, timeout=30)
-    # Every acknowledged alert is counted; every problem has exactly one message.
+    incidents = {i.dsa_guid: i for i in await bot.ctx.store.list_open()}
+    # Every acknowledged alert is counted. An alert answered 503 may have been recorded just
+    # before Redis died (the answer says so: resending counts it again); none is invented.
     for guid, n in accepted.items():
-        incidents = [i for i in await bot.ctx.store.list_open() if i.dsa_guid == guid]
-        assert len(incidents) == 1 and incidents[0].count == n
+        assert n <= incidents[guid].count <= n + refused_by[guid], guid
+    assert set(incidents) == set(accepted) | {g for g, n in refused_by.items() if n}
+
+    def settled() -> bool:
+        shown = {json.dumps(m.get("blocks")) for m in bot.incident_messages()}
+        return all(
+            any(i.id in text and f"*Alerts*\\n{i.count}" in text for text in shown)
+            for i in incidents.values()
+        )
+
+    # Each message ends up showing its stored count; each problem has exactly one message.
+    await bot.emulator.wait_for_async(settled, timeout=30)
     posts = [c for c in bot.emulator.calls("chat.postMessage") if "thread_ts" not in c.params]
-    assert len(posts) == len(accepted)
+    assert len(posts) == len(incidents)
     assert "Traceback" not in bot.stderr()

@@ -68,7 +68,7 @@ async def test_incident_message_update_and_intro_through_429_and_5xx(bot: InProc
     assert [c.status for c in bot.emulator.calls("chat.update")] == [500] * 3 + [200]
     from state.keys import OUTBOX
 
-    assert bot.redis.zcard(OUTBOX) == 0
+    await bot.emulator.wait_for_async(lambda: bot.redis.zcard(OUTBOX) == 0, timeout=10)
     assert len(bot.incident_messages()) == 1
 
 
