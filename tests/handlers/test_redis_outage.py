@@ -144,3 +144,22 @@ async def test_redis_killed_and_restarted_mid_stream_loses_no_acknowledged_alert
     posts = [c for c in bot.emulator.calls("chat.postMessage") if "thread_ts" not in c.params]
     assert len(posts) == len(incidents)
     assert "Traceback" not in bot.stderr()
+
+
+async def test_readyz_writes_and_reads_back_not_just_ping(
+    bot: InProcessBot, own_redis: RedisServer
+) -> None:
+    import redis as redis_sync
+
+    admin = redis_sync.Redis.from_url(own_redis.url)
+    try:
+        # A server that answers PING but refuses writes (here: turned into a read-only
+        # replica of nothing) cannot take alerts; /readyz must say so.
+        admin.execute_command("REPLICAOF", "127.0.0.1", "1")
+        status, ready = await _get(bot.url + "/readyz")
+        assert status == 503 and "redis" in json.dumps(ready)
+        admin.execute_command("REPLICAOF", "NO", "ONE")
+        assert (await _get(bot.url + "/readyz"))[0] == 200
+    finally:
+        admin.execute_command("REPLICAOF", "NO", "ONE")
+        admin.close()
