@@ -279,11 +279,12 @@ def in_daemon_thread(fn: Callable[..., T], *args: object) -> Awaitable[T]:
 
     def run() -> None:
         try:
-            result = fn(*args)
+            outcome: tuple[T | None, BaseException | None] = (fn(*args), None)
         except BaseException as exc:  # handed to the awaiting task
-            loop.call_soon_threadsafe(_settle, future, None, exc)
-        else:
-            loop.call_soon_threadsafe(_settle, future, result, None)
+            outcome = (None, exc)
+        # The loop is gone when the worker stopped meanwhile: nobody waits for the result.
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(_settle, future, *outcome)
 
     threading.Thread(target=run, name="worker-blocking", daemon=True).start()
     return future
