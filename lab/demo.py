@@ -183,7 +183,11 @@ async def _scenario(
                 _say(f"   POST /alerts ({fmt}) -> {r.status} {await r.text()}")
 
     def incident() -> dict[str, Any] | None:
-        return next((m for m in emulator.messages("C0INCIDENT") if "thread_ts" not in m), None)
+        # A parent carries thread_ts (its own ts) once its thread has replies, as in Slack.
+        return next(
+            (m for m in emulator.messages("C0INCIDENT") if m.get("thread_ts", m["ts"]) == m["ts"]),
+            None,
+        )
 
     msg = await emulator.wait_for_async(incident, timeout=30)
     assert msg is not None  # wait_for_async returns only a truthy value
