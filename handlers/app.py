@@ -10,13 +10,18 @@ from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from slack_bolt.adapter.aiohttp import to_aiohttp_response
 from slack_bolt.async_app import AsyncApp
-from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_sdk.errors import SlackApiError
 
 from handlers import actions, events, slash
 from handlers.context import ServeContext
 from handlers.failures import register_failure_handler
-from handlers.slack_requests import SLACK_BODY_KEY, SLACK_PATH, SlackRequestGate
+from handlers.slack_requests import (
+    SLACK_BODY_KEY,
+    SLACK_PATH,
+    SLACK_PAYLOAD_KEY,
+    CheckedBoltRequest,
+    SlackRequestGate,
+)
 from handlers.webhook import CTX_KEY, AlertWebhook
 
 log = logging.getLogger(__name__)
@@ -94,8 +99,9 @@ def build_web_app(
     )
 
     async def slack_events(request: web.Request) -> web.Response:
-        bolt_req = AsyncBoltRequest(
-            body=request[SLACK_BODY_KEY],
+        bolt_req = CheckedBoltRequest(
+            raw_body=request[SLACK_BODY_KEY],
+            payload=request[SLACK_PAYLOAD_KEY],
             query=request.query_string,
             headers=dict(request.headers),
         )

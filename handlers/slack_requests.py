@@ -19,6 +19,9 @@ from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from aiohttp import web
+from slack_bolt.context.async_context import AsyncBoltContext
+from slack_bolt.request.async_internals import build_async_context
+from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_bolt.request.internals import parse_body
 
 from handlers.http_log import Throttled
@@ -292,3 +295,21 @@ class SlackRequestGate:
         request[SLACK_BODY_KEY] = text
         request[SLACK_PAYLOAD_KEY] = payload
         return await handler(request)
+
+
+class CheckedBoltRequest(AsyncBoltRequest):
+    """A Bolt request built from the payload the gate already parsed and checked: parsing
+    a click's form body costs more than the rest of its handling, so it is done once."""
+
+    def __init__(
+        self,
+        *,
+        raw_body: str,
+        payload: dict[str, Any],
+        query: str,
+        headers: dict[str, str],
+    ) -> None:
+        super().__init__(body="", query=query, headers=headers)  # type: ignore[arg-type]
+        self.raw_body = raw_body
+        self.body = payload
+        self.context = build_async_context(AsyncBoltContext({}), payload)
