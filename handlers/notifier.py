@@ -20,7 +20,7 @@ import aiohttp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from handlers.http_log import describe_bug
+from handlers.http_log import Throttled, describe_bug
 from handlers.metrics import ServeMetrics
 from handlers.render.flood import flood_blocks, flood_fallback_text
 from handlers.render.incident import incident_blocks, incident_fallback_text
@@ -33,6 +33,7 @@ from state.keys import parse_flood_id
 from state.outbox import SlackOutbox
 
 log = logging.getLogger(__name__)
+throttled = Throttled(log, seconds=60)
 THREAD_INTRO = (
     "This thread is the incident's record: diagnosis, steps, approvals and their results "
     "are posted here."
@@ -121,7 +122,9 @@ class IncidentNotifier:
                     )
                     self._redis_down_logged = True
             except Exception as exc:
-                log.error("Slack delivery loop: unexpected %s; retrying", describe_bug(exc))
+                throttled.error(
+                    "bug", "Slack delivery loop: unexpected %s; retrying", describe_bug(exc)
+                )
             await self._sleep(timeout)
 
     async def _until_next_due(self) -> float:

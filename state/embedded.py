@@ -33,12 +33,14 @@ class EmbeddedRedisError(RuntimeError):
     """The embedded Redis cannot be used; the message says why and what to do."""
 
 
-def _is_redis_server(pid: int) -> bool:
+def _is_redis_server(pid: int, data_dir: Path) -> bool:
+    """True when pid is a redis-server working in data_dir (a recycled PID is not ours)."""
     try:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        cwd = Path(os.readlink(f"/proc/{pid}/cwd"))
     except OSError:
         return False
-    return b"redis-server" in cmdline
+    return b"redis-server" in cmdline and cwd == data_dir
 
 
 class EmbeddedRedis:
@@ -120,14 +122,14 @@ class EmbeddedRedis:
         except (OSError, ValueError):
             info = {}
         pid = info.get("redis_pid")
-        if isinstance(pid, int) and pid != os.getpid() and _is_redis_server(pid):
+        if isinstance(pid, int) and pid != os.getpid() and _is_redis_server(pid, self.dir):
             log.warning("stopping redis-server %d left behind in %s", pid, self.dir)
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)
             deadline = time.monotonic() + 10
-            while _is_redis_server(pid) and time.monotonic() < deadline:
+            while _is_redis_server(pid, self.dir) and time.monotonic() < deadline:
                 time.sleep(0.05)
-            if _is_redis_server(pid):
+            if _is_redis_server(pid, self.dir):
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
         if self.server.answering():
