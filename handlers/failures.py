@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from slack_bolt.async_app import AsyncApp
+from slack_bolt.request.async_request import AsyncBoltRequest
 from slack_bolt.response import BoltResponse
 
 from handlers.http_log import Throttled, describe_bug
@@ -31,8 +32,14 @@ def register_failure_handler(app: AsyncApp, reply: Callable[[dict[str, Any], str
     """Install the handler; `reply` sends an ephemeral text through a payload's response_url."""
 
     @app.error
-    async def on_error(error: Exception, body: dict[str, Any]) -> BoltResponse:
+    async def on_error(
+        error: Exception, body: dict[str, Any], request: AsyncBoltRequest
+    ) -> BoltResponse:
         if isinstance(error, RequestRefused):
+            if request.mode == "socket_mode":
+                # Socket Mode has no status: ack with the reason, or Slack delivers again.
+                status, answer = answer_for(body or {}, error.reason, reply, transient=False)
+                return _json(status, answer)
             return _json(error.status, {"error": error.reason})
         if isinstance(error, StoreUnavailable):
             throttled.error(

@@ -264,3 +264,27 @@ async def test_replies_go_only_to_slack_whatever_response_url_says(bot: InProces
         assert hits == []
     finally:
         await runner.cleanup()
+
+
+async def test_socket_mode_requests_from_another_workspace_are_refused(
+    tmp_path: Path, redis_url: str, slack_emulator: SlackEmulator, slack_signing_secret: str
+) -> None:
+    from lab.slack_driver import SlackDriver
+    from lab.slack_emulator import LAB_APP_TOKEN
+
+    cfg = write_config(tmp_path / "c.toml")
+    settings = settings_for(
+        slack_emulator, slack_signing_secret, redis_url, cfg, SLACK_APP_TOKEN=LAB_APP_TOKEN
+    )
+    async with running_bot(settings, slack_emulator, slack_signing_secret):
+        await slack_emulator.wait_for_async(lambda: slack_emulator.socket_connections, timeout=20)
+        driver = SlackDriver(slack_emulator, socket_mode=True)
+        fields = driver.slash_command_fields(
+            "/ad1411", "help", user_id="U0ONCALL1", channel_id="C0INCIDENT"
+        )
+        ack = await slack_emulator.deliver(
+            "slash_commands", {**fields, "team_id": "T0EVIL0001"}, accepts_response_payload=True
+        )
+        assert "another one" in json.dumps(ack) and "Usage" not in json.dumps(ack)
+        own = await driver.slash_command("/ad1411", "help")
+        assert "Usage" in json.dumps(own.ack)
