@@ -279,6 +279,10 @@ class Worker:
         except JobFailed as exc:
             await self._failed(kind, job, exc.reason, exc.next_step)
             return "failed"
+        except RedisError:
+            # Redis could not take or confirm a report even through its retries: the job stays
+            # pending, and its next run (reclaimed) finds from the DC what had taken effect.
+            raise
         except Exception as exc:
             log.exception("job %s (%s) raised", job.job_id, job.kind)
             detail = f"{type(exc).__name__}: {exc}"[:MAX_DETAIL_CHARS]
