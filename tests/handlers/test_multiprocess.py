@@ -22,8 +22,7 @@ import re
 import subprocess
 import sys
 from collections import Counter
-from collections.abc import AsyncIterator, Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -51,13 +50,11 @@ from tests.procedure_lab import (
     ROOT,
     TARGET_GUID,
     buttons,
-    current_key,
-    reason_values,
     seeded_diagnosis,
     step_line,
-    step_state,
     write_procedure_config,
 )
+from tests.procedure_run import Clicks, drive, each_change_once, procedure_id_of
 from tests.procs import LISTENING, BotProcess, http_env
 from tests.waiting import until
 
@@ -342,9 +339,6 @@ heartbeat_seconds = 0.3
 heartbeat_stale_seconds = {IN_FLIGHT_SECONDS + 1}
 reclaim_idle_seconds = 3
 """
-# Steps that need a real directory (LDAP) are skipped with a reason; the Samba full-run test
-# (tests/e2e/test_procedure_full_run.py) runs them.
-NO_LDAP = frozenset({"3", "3b", "5", "12"})
 # Who approves what: one approver for a change, both (in turn) for a temporary change.
 APPROVERS = {
     "1.1": (APPROVER2,),
@@ -354,15 +348,6 @@ APPROVERS = {
     "7": (APPROVER2,),
 }
 KILL_AT = "4"  # the step whose run is in flight when a worker and a serve are killed
-# The changes steps 1, 4, 6, 7, 9 and 10 make on dc1, in order: each once.
-ROOT_CHANGES = (
-    r"reg\.exe add .*RepsTo Failure Time",
-    r"reg\.exe add .*Replicator Allow SPN Fallback",
-    r"/options \S+ \+DISABLE_NTDSCONN_XLATE",
-    r"/add CN=Configuration,\S+ \S+ dc3\.",
-    r"/options \S+ -DISABLE_NTDSCONN_XLATE",
-    r"reg\.exe delete .*Replicator Allow SPN Fallback",
-)
 SPN = "Replicator Allow SPN Fallback"
 
 
@@ -388,138 +373,48 @@ class Balancer:
                 )
 
 
-@dataclass
-class Clicks:
-    """Every click the bot acknowledged (HTTP 200 after its listener ran), as audit entries:
-    (event, step, user); each must be in the audit exactly once."""
-
-    balancer: Balancer
-    emulator: SlackEmulator
-    incident_ts: str
-    expected: Counter[tuple[str, str, str]] = field(default_factory=Counter)
-
-    async def click(self, msg: dict[str, Any], label: str, user: str, *expect: str) -> None:
-        key = current_key(msg)
-        reply = await self.balancer.next().click(msg, text=label, user_id=user)
-        assert reply.status == 200, reply.body
-        self.expected.update((event, key, user) for event in expect)
-
-    async def skip(self, msg: dict[str, Any]) -> None:
-        key = current_key(msg)
-        opened = len(self.emulator.views())
-        await self.click(msg, "Skip", RESPONDER)
-        views = await self.emulator.wait_for_async(
-            lambda: self.emulator.views()[opened:], timeout=30
-        )
-        modal = views[-1]
-        reply = await self.balancer.next().submit_view(
-            modal["id"], reason_values("needs LDAP: run on the Samba lab"), user_id=RESPONDER
-        )
-        assert reply.status == 200, reply.body
-        self.expected[("step_skipped", key, RESPONDER)] += 1
-
-    def message(self) -> dict[str, Any] | None:
-        for m in self.emulator.messages("C0INCIDENT"):
-            in_thread = m.get("thread_ts") == self.incident_ts and m["ts"] != self.incident_ts
-            if in_thread and "KB938704 procedure" in json.dumps(m.get("blocks", [])):
-                return m
-        return None
-
-    async def wait(self, predicate: Callable[[dict[str, Any]], bool]) -> dict[str, Any]:
-        def probe() -> dict[str, Any] | None:
-            m = self.message()
-            return m if m is not None and predicate(m) else None
-
-        try:
-            found = await self.emulator.wait_for_async(probe, timeout=60)
-        except TimeoutError:
-            raise AssertionError(
-                f"the procedure message never got there: {self.message()}"
-            ) from None
-        assert found is not None
-        return found
-
-
-def _moved_on(m: dict[str, Any], key: str) -> bool:
-    return step_state(m, key) in ("done", "skipped", "satisfied", "failed") or current_key(m) != key
-
-
 async def _free_of_updaters(db: redis.Redis, procedure_id: str) -> bool:
     """No process is between two updates of the procedure message (holds its update slot)."""
     return not await asyncio.to_thread(db.exists, procedure_key(procedure_id) + ":slot")
 
 
-async def _kill_mid_step(
-    cluster: Cluster, db: redis.Redis, root: SimulatedDc, procedure_id: str
-) -> None:
-    """SIGKILL the worker running step KILL_AT (its change in flight on dc1) and one serve."""
-    await root_running(root, "reg.exe add")
-    pending = await asyncio.to_thread(db.xpending_range, JOBS_STREAM, JOBS_GROUP, "-", "+", 10)
-    assert len(pending) == 1, pending
-    pid = int(str(pending[0]["consumer"]).rsplit("-", 1)[1])
-    running = next(w for w in cluster.workers if w.proc.pid == pid)
-    # A process killed between two message updates would leave the message stale for the
-    # update slot's lifetime (30 s) before the sweeper repaints it: kill outside that window.
-    await until(lambda: _free_of_updaters(db, procedure_id), timeout=30, what="no updater")
-    running.kill()
-    cluster.serves[1][0].kill()
-    outcomes = [c.outcome for c in root.commands() if "reg.exe add" in c.command_line]
-    assert outcomes[-1] == "running", "the change was no longer in flight when the worker died"
+async def _running_on(root: SimulatedDc, what: str) -> bool:
+    return any(what in c.command_line and c.outcome == "running" for c in root.commands())
 
 
-async def root_running(root: SimulatedDc, what: str) -> None:
-    """Wait until a command matching `what` runs on the DC."""
+class MidStepKill:
+    """At step KILL_AT: its change is slow on dc1; once it runs, SIGKILL the worker running it
+    and one serve."""
 
-    async def probe() -> bool:
-        return any(what in c.command_line and c.outcome == "running" for c in root.commands())
+    def __init__(self, cluster: Cluster, db: redis.Redis, root: SimulatedDc) -> None:
+        self.cluster = cluster
+        self.db = db
+        self.root = root
 
-    await until(probe, timeout=30, what=f"{what} running on {root.fqdn}")
+    async def before_run(self, key: str, _msg: dict[str, Any]) -> None:
+        if key == KILL_AT:
+            self.root.faults.slow(IN_FLIGHT_SECONDS, match="reg.exe add", times=1)
 
-
-async def _drive(clicks: Clicks, cluster: Cluster, db: redis.Redis, root: SimulatedDc) -> None:
-    """Click through every step as on-call would, through the serves in turn, to Close."""
-    for _ in range(60):
-        msg = await clicks.wait(lambda m: bool(buttons(m)))
-        labels = buttons(msg)
-        if "Close procedure" in labels:
-            await clicks.click(msg, "Close procedure", RESPONDER, "procedure_closed")
+    async def after_run(self, key: str, msg: dict[str, Any]) -> None:
+        if key != KILL_AT:
             return
-        key = current_key(msg)
-        state = step_state(msg, key)
-        assert state != "failed", step_line(msg, key)
-        if key in NO_LDAP:
-            await clicks.skip(msg)
-        elif "Run" in labels:
-            await clicks.click(msg, "Run", RESPONDER, "step_queued")
-        elif "Request approval" in labels:
-            await clicks.click(msg, "Request approval", RESPONDER, "approval_requested")
-            msg = await clicks.wait(lambda m: "Approve" in buttons(m))
-            approvers = APPROVERS[key]
-            for n, approver in enumerate(approvers, 1):
-                if key == KILL_AT and n == len(approvers):
-                    root.faults.slow(IN_FLIGHT_SECONDS, match="reg.exe add", times=1)
-                last = n == len(approvers)
-                await clicks.click(msg, "Approve", approver, "approved", *(["step_queued"] * last))
-            if key == KILL_AT:
-                pid = str(json.loads(SlackDriver.buttons(msg)[0]["value"])["p"])
-                await _kill_mid_step(cluster, db, root, pid)
-        else:
-            raise AssertionError(f"no way forward at step {key} ({state}): {labels}")
-        await clicks.wait(lambda m, k=key: _moved_on(m, k))
-    raise AssertionError("the procedure never reached its end")
-
-
-def _changes(dcs: DcLab) -> dict[str, list[str]]:
-    """Per DC, the command lines that change something, in the order they ran."""
-    changes: dict[str, list[str]] = {}
-    for fqdn in (ROOT, REPORTER, MISSING):
-        lines = [c.command_line for c in dcs.dc(fqdn).commands()]
-        changes[fqdn] = [
-            line
-            for line in lines
-            if re.search(r"reg\.exe (add|delete)|repadmin(\.exe)? /add|/options \S+ [+-]", line)
-        ]
-    return changes
+        await until(
+            lambda: _running_on(self.root, "reg.exe add"), timeout=30, what="the change running"
+        )
+        pending = await asyncio.to_thread(
+            self.db.xpending_range, JOBS_STREAM, JOBS_GROUP, "-", "+", 10
+        )
+        assert len(pending) == 1, pending
+        pid = int(str(pending[0]["consumer"]).rsplit("-", 1)[1])
+        running = next(w for w in self.cluster.workers if w.proc.pid == pid)
+        # A process killed between two message updates would leave the message stale for the
+        # update slot's lifetime (30 s) before the sweeper repaints it: kill outside that window.
+        procedure_id = procedure_id_of(msg)
+        await until(lambda: _free_of_updaters(self.db, procedure_id), timeout=30, what="no updater")
+        running.kill()
+        self.cluster.serves[1][0].kill()
+        outcomes = [c.outcome for c in self.root.commands() if "reg.exe add" in c.command_line]
+        assert outcomes[-1] == "running", "the change was no longer in flight when the worker died"
 
 
 async def test_the_procedure_to_its_end_with_a_serve_and_a_worker_killed_mid_step(
@@ -553,6 +448,30 @@ async def test_the_procedure_to_its_end_with_a_serve_and_a_worker_killed_mid_ste
         dcs.stop()
 
 
+async def _open_incident(urls: list[str], emulator: SlackEmulator) -> tuple[str, dict[str, Any]]:
+    """The alert of each reporting DC, each through another serve: one incident."""
+    incident_ids = set()
+    for url, dc in zip(urls, (ROOT, REPORTER), strict=False):
+        body, ctype = alert_body("event_text", dc, TARGET_GUID, FOREST)
+        headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": ctype}
+        async with (
+            aiohttp.ClientSession() as s,
+            s.post(url + "/alerts", data=body, headers=headers) as r,
+        ):
+            assert r.status == 202
+            incident_ids.add(str((await r.json())["incidents"][0]["incident_id"]))
+    (iid,) = incident_ids
+    found = await emulator.wait_for_async(
+        lambda: [
+            m
+            for m in emulator.messages("C0INCIDENT")
+            if m.get("thread_ts") in (None, m["ts"]) and TARGET_GUID in json.dumps(m)
+        ],
+        timeout=30,
+    )
+    return iid, found[0]
+
+
 async def _procedure_run(
     cluster: Cluster,
     env: dict[str, str],
@@ -561,32 +480,7 @@ async def _procedure_run(
     dcs: DcLab,
 ) -> None:
     urls = [url for _, url in cluster.serves]
-    balancer = Balancer(cluster, emulator, env["SLACK_SIGNING_SECRET"])
-    # The alert of each reporting DC, through different serves: one incident.
-    incident_ids = set()
-    for n, dc in enumerate((ROOT, REPORTER)):
-        body, ctype = alert_body("event_text", dc, TARGET_GUID, FOREST)
-        async with (
-            aiohttp.ClientSession() as s,
-            s.post(
-                urls[n] + "/alerts",
-                data=body,
-                headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": ctype},
-            ) as r,
-        ):
-            assert r.status == 202
-            incident_ids.add(str((await r.json())["incidents"][0]["incident_id"]))
-    (iid,) = incident_ids
-    incident = (
-        await emulator.wait_for_async(
-            lambda: [
-                m
-                for m in emulator.messages("C0INCIDENT")
-                if m.get("thread_ts") in (None, m["ts"]) and TARGET_GUID in json.dumps(m)
-            ],
-            timeout=30,
-        )
-    )[0]
+    iid, incident = await _open_incident(urls, emulator)
     client = redis.asyncio.Redis.from_url(str(env["REDIS_URL"]))
     await DiagnosisStore(client).finish(
         iid,
@@ -597,32 +491,16 @@ async def _procedure_run(
     )
     await client.aclose()
 
-    clicks = Clicks(balancer, emulator, incident["ts"])
-    reply = await balancer.next().click(incident, text="Start procedure", user_id=RESPONDER)
-    assert reply.status == 200
-    clicks.expected[("procedure_started", "", RESPONDER)] += 1
-    root = dcs.dc(ROOT)
-    await _drive(clicks, cluster, db, root)
-    closed = await clicks.wait(lambda m: "closed" in json.dumps(m["blocks"]))
+    balancer = Balancer(cluster, emulator, env["SLACK_SIGNING_SECRET"])
+    clicks = Clicks(balancer.next, emulator, incident["ts"])
+    await clicks.click(incident, "Start procedure", RESPONDER, "procedure_started")
+    kill = MidStepKill(cluster, db, dcs.dc(ROOT))
+    closed = await drive(clicks, APPROVERS, before_run=kill.before_run, after_run=kill.after_run)
     assert buttons(closed) == []
 
-    # Every acknowledged click took effect, once; nobody was refused anything.
+    # Every acknowledged click took effect, once (and no one was refused anything).
     audit = _audit(db)
-    people = {
-        "procedure_started",
-        "approval_requested",
-        "approved",
-        "step_queued",
-        "step_skipped",
-        "procedure_closed",
-    }
-    done = Counter(
-        (e["event"], e.get("step", ""), e["user"])
-        for e in audit
-        if e["event"] in people and not e.get("worker")
-    )
-    assert done == clicks.expected
-    assert not [e for e in audit if e["event"] == "refused"]
+    clicks.took_effect_once(audit)
     # The dead worker's run was reclaimed; the change it had made was found, not made again.
     assert [e["step"] for e in audit if e["event"] == "step_reclaimed"] == [KILL_AT]
     assert "the earlier run had applied it" in step_line(closed, KILL_AT)
@@ -631,12 +509,8 @@ async def _procedure_run(
     )
     assert set(finished.values()) == {1} and "step_failed" not in {e["event"] for e in audit}
     # Each change ran on its DC exactly once: the simulator's own command log.
-    changes = _changes(dcs)
-    assert len(changes[ROOT]) == len(ROOT_CHANGES), changes
-    assert all(re.search(p, line) for p, line in zip(ROOT_CHANGES, changes[ROOT], strict=True))
-    assert len(changes[REPORTER]) == 1 and "RepsTo" in changes[REPORTER][0]
-    assert changes[MISSING] == []
-    assert root.registry_value(SPN) is None  # the temporary change was taken back (step 10)
+    each_change_once(dcs)
+    assert dcs.dc(ROOT).registry_value(SPN) is None  # the temporary change was taken back
     # Requests were spread over the three serves (the dead one only while it was up).
     assert set(balancer.handled) == set(urls) and all(balancer.handled[u] >= 2 for u in urls)
     assert db.xpending(JOBS_STREAM, JOBS_GROUP)["pending"] == 0
