@@ -297,10 +297,14 @@ class ProcedureStore:
         if len(raw) > OUTPUT_MAX_BYTES:
             raw = raw[:OUTPUT_MAX_BYTES] + b"\n... (output cut at 256 KiB)"
         ref = f"{procedure_id}:{name}"
-        await self.client.set(
-            f"{PREFIX}:{{{_tag(procedure_id)}}}:output:{ref}",
-            zlib.compress(raw, 6),
-            ex=OUTPUT_TTL_SECONDS,
+        blob = zlib.compress(raw, 6)
+        # Writing the same value again is harmless: retried through a failover.
+        await until_durable(
+            lambda: self.client.set(
+                f"{PREFIX}:{{{_tag(procedure_id)}}}:output:{ref}", blob, ex=OUTPUT_TTL_SECONDS
+            ),
+            what=f"output of {ref}",
+            deadline_seconds=self.retry_seconds,
         )
         return ref
 

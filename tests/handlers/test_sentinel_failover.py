@@ -17,6 +17,7 @@ from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import pytest
@@ -25,12 +26,23 @@ import redis
 from bot.app.slack import slack_client
 from bot.app.worker import Worker
 from lab.alert_samples import alert_body, dsa_guid
+from lab.slack_driver import SlackDriver
 from lab.slack_emulator import SlackEmulator
 from state.connection import async_client
 from state.keys import GLOBAL_AUDIT
 from tests.conftest import free_port
 from tests.handlers.serve_config import FOREST
 from tests.inprocess import InProcessBot, running_bot, settings_for
+from tests.procedure_lab import (
+    APPROVER1,
+    APPROVER2,
+    RESPONDER,
+    ROOT,
+    ProcedureLab,
+    buttons,
+    procedure_lab,
+)
+from tests.procedure_run import Clicks, drive, each_change_once
 from tests.redis_ha import RedisHA
 from tests.waiting import until
 
@@ -310,3 +322,112 @@ def _explain(client: redis.Redis, ledger: Ledger) -> str:
     lines.append(f"stream: {client.xrange('ad1411:jobs')}")
     lines.append(f"pending: {client.xpending_range('ad1411:jobs', 'workers', '-', '+', 100)}")
     return "\n".join(lines)
+
+
+# -- the procedure through a failover --------------------------------------------------------
+
+PROCEDURE_CONFIG = """
+[worker]
+heartbeat_seconds = 0.3
+heartbeat_stale_seconds = 5
+reclaim_idle_seconds = 3
+"""
+APPROVERS = {
+    "1.1": (APPROVER2,),
+    "1.2": (APPROVER1,),
+    "4": (APPROVER2,),
+    "6": (APPROVER1,),
+    "7": (APPROVER2,),
+}
+KILL_AT = "6"  # the primary dies while this step's change is in flight on dc1
+XLATE_ON = "+DISABLE_NTDSCONN_XLATE"
+
+
+class PrimaryKill:
+    """At step KILL_AT: its change is slow on dc1; once it runs, SIGKILL the Redis primary, and
+    at once the approver clicks Approve again (a double click), through the failover."""
+
+    def __init__(self, ha: RedisHA, lab: ProcedureLab, clicks: Clicks) -> None:
+        self.ha = ha
+        self.lab = lab
+        self.clicks = clicks
+        self.old_primary = ha.primary.port
+        self.in_flight: list[str] = []  # the change's state on dc1 right after the kill
+
+    async def before_run(self, key: str, _msg: dict[str, Any]) -> None:
+        if key == KILL_AT:
+            self.lab.dcs.dc(ROOT).faults.slow(2.0, match=XLATE_ON, times=1)
+
+    async def after_run(self, key: str, msg: dict[str, Any]) -> None:
+        if key != KILL_AT:
+            return
+        root = self.lab.dcs.dc(ROOT)
+
+        async def running() -> bool:
+            return any(XLATE_ON in c.command_line for c in root.commands())
+
+        await until(running, timeout=30, what="the change running on dc1")
+        await asyncio.to_thread(self.ha.primary.kill)
+        self.in_flight = [c.outcome for c in root.commands() if XLATE_ON in c.command_line]
+        # Refused (the step runs already), and said to the approver, once Sentinel has promoted
+        # a replica: the click's reads and its audit go through the failover.
+        await self.clicks.click(msg, "Approve", APPROVERS[KILL_AT][-1], "refused")
+
+
+async def test_primary_killed_mid_procedure_it_goes_on_and_loses_no_acknowledged_transition(
+    tmp_path: Path,
+    ha: RedisHA,
+    slack_emulator: SlackEmulator,
+    slack_signing_secret: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async with procedure_lab(
+        tmp_path,
+        ha.url("wait_timeout_ms=500"),
+        slack_emulator,
+        slack_signing_secret,
+        monkeypatch,
+        extra_config=PROCEDURE_CONFIG,
+    ) as lab:
+        iid, incident = await lab.open_incident()
+        await lab.seed_diagnosis(iid)
+        driver = SlackDriver(
+            slack_emulator,
+            signing_secret=slack_signing_secret,
+            bot_url=lab.bot.url + "/slack/events",
+            timeout=90,  # a click during the failover waits for the new primary
+        )
+        clicks = Clicks(lambda: driver, slack_emulator, incident["ts"])
+        await clicks.click(incident, "Start procedure", RESPONDER, "procedure_started")
+        kill = PrimaryKill(ha, lab, clicks)
+        closed = await drive(
+            clicks, APPROVERS, before_run=kill.before_run, after_run=kill.after_run
+        )
+        assert buttons(closed) == []
+        new_primary = await asyncio.to_thread(ha.master_port)
+        assert new_primary not in (None, kill.old_primary), "no failover happened"
+
+        # On the new primary: every acknowledged click took effect once, and the step in
+        # flight at the kill was reported once, after the kill.
+        client = redis.Redis(host="127.0.0.1", port=new_primary)
+        try:
+            audit = _audit(client)
+        finally:
+            client.close()
+        clicks.took_effect_once(audit)
+        # The double click was refused (no second run), and the approver was told why.
+        (refused,) = [e for e in audit if e["event"] == "refused"]
+        told = [str(e.get("text")) for e in lab.emulator.ephemerals(user=APPROVERS[KILL_AT][-1])]
+        assert refused["reason"] in told, told
+        by_step = Counter(
+            (e["event"], e.get("step", ""))
+            for e in audit
+            if e.get("worker") or "step_" in e["event"]
+        )
+        for step in ("1.1", "1.2", "2.1", "2.2", "4", "6", "7", "8", "9", "10", "11.1", "11.2"):
+            assert by_step[("step_started", step)] + by_step[("step_reclaimed", step)] >= 1, step
+            assert by_step[("step_done", step)] + by_step[("step_already_done", step)] == 1, step
+        # The step's change was still running when the primary died: its report came after.
+        assert kill.in_flight == ["running"]
+        each_change_once(lab.dcs)
+        assert lab.dcs.dc(ROOT).registry_value("Replicator Allow SPN Fallback") is None
