@@ -28,6 +28,12 @@ class ServeMetrics:
             ["method"],
             registry=self.registry,
         )
+        self.procedure_clicks = Counter(
+            "ad1411_procedure_clicks_total",
+            "Procedure buttons and forms, by what became of them",
+            ["outcome"],
+            registry=self.registry,
+        )
         self.request_seconds = Histogram(
             "ad1411_http_request_seconds",
             "Time to answer HTTP requests",

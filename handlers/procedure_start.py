@@ -13,7 +13,6 @@ from handlers.render.diagnosis import diagnosis_headline
 from handlers.transitions import Acted, Busy, Refused, Repeated
 from state.diagnoses import DiagnosisRequest
 from state.durability import StoreUnavailable, until_durable
-from state.procedures import RETRY_SECONDS
 
 PENDING_SECONDS = 600
 
@@ -34,7 +33,7 @@ async def start_procedure(ctx: ServeContext, incident_id: str, user_id: str, onc
         return await until_durable(
             lambda: _start(ctx, incident_id, user_id, once),
             what=f"start of a procedure for {incident_id}",
-            deadline_seconds=RETRY_SECONDS,
+            deadline_seconds=ctx.procedures.retry_seconds,
         )
     except StoreUnavailable:
         return (

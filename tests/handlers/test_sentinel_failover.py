@@ -25,11 +25,13 @@ import redis
 
 from bot.app.slack import slack_client
 from bot.app.worker import Worker
+from handlers.procedure import UNCONFIRMED
 from lab.alert_samples import alert_body, dsa_guid
 from lab.slack_driver import SlackDriver
 from lab.slack_emulator import SlackEmulator
 from state.connection import async_client
 from state.keys import GLOBAL_AUDIT
+from state.procedures import RETRY_SECONDS
 from tests.conftest import free_port
 from tests.handlers.serve_config import FOREST
 from tests.inprocess import InProcessBot, running_bot, settings_for
@@ -343,6 +345,12 @@ KILL_AT = "6"  # the primary dies while this step's change is in flight on dc1
 XLATE_ON = "+DISABLE_NTDSCONN_XLATE"
 
 
+def _clicks_metric(lab: ProcedureLab, outcome: str) -> float:
+    """ad1411_procedure_clicks_total{outcome} as serve's /metrics shows it."""
+    registry = lab.bot.ctx.metrics.registry
+    return registry.get_sample_value("ad1411_procedure_clicks_total", {"outcome": outcome}) or 0.0
+
+
 class PrimaryKill:
     """At step KILL_AT: its change is slow on dc1; once it runs, SIGKILL the Redis primary, and
     at once the approver clicks Approve again (a double click), through the failover."""
@@ -419,6 +427,7 @@ async def test_primary_killed_mid_procedure_it_goes_on_and_loses_no_acknowledged
         (refused,) = [e for e in audit if e["event"] == "refused"]
         told = [str(e.get("text")) for e in lab.emulator.ephemerals(user=APPROVERS[KILL_AT][-1])]
         assert refused["reason"] in told, told
+        assert _clicks_metric(lab, "refused") == 1 and _clicks_metric(lab, "unconfirmed") == 0
         by_step = Counter(
             (e["event"], e.get("step", ""))
             for e in audit
@@ -431,3 +440,56 @@ async def test_primary_killed_mid_procedure_it_goes_on_and_loses_no_acknowledged
         assert kill.in_flight == ["running"]
         each_change_once(lab.dcs)
         assert lab.dcs.dc(ROOT).registry_value("Replicator Allow SPN Fallback") is None
+
+
+async def test_a_click_no_replica_confirms_is_said_so_and_pressing_again_does_not_double_it(
+    tmp_path: Path,
+    slack_emulator: SlackEmulator,
+    slack_signing_secret: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    ha = RedisHA(tmp_path / "ha1", replica_count=1).start()
+    try:
+        async with procedure_lab(
+            tmp_path,
+            ha.url("wait_timeout_ms=200"),
+            slack_emulator,
+            slack_signing_secret,
+            monkeypatch,
+            workers=0,
+        ) as lab:
+            iid, incident = await lab.open_incident()
+            await lab.seed_diagnosis(iid)
+            await lab.driver.click(incident, text="Start procedure", user_id=RESPONDER)
+            msg = await lab.wait_message(incident["ts"], lambda m: "Request approval" in buttons(m))
+            lab.bot.ctx.procedures.retry_seconds = 1.0  # how long a click waits for a replica
+            await asyncio.to_thread(ha.replica.stop)
+
+            # The primary applies it, no replica confirms it: the person is told, not misled.
+            await lab.click(msg, "Request approval", RESPONDER)
+            told = await lab.emulator.wait_for_async(
+                lambda: [
+                    e for e in lab.emulator.ephemerals(user=RESPONDER) if e["text"] == UNCONFIRMED
+                ],
+                timeout=30,
+            )
+            assert told
+            await asyncio.to_thread(ha.replica.start)
+            await asyncio.to_thread(ha.wait_replicated, ha.primary.port, 1)
+            lab.bot.ctx.procedures.retry_seconds = RETRY_SECONDS
+            # Pressed again once Redis is whole: what had taken effect is found, not doubled.
+            await lab.click(msg, "Request approval", RESPONDER)
+            again = await lab.emulator.wait_for_async(
+                lambda: [
+                    e
+                    for e in lab.emulator.ephemerals(user=RESPONDER)
+                    if "already requested" in str(e["text"])
+                ],
+                timeout=30,
+            )
+            assert again
+            events = [e["event"] for e in await lab.audit()]
+            assert events.count("approval_requested") == 1 and events.count("refused") == 1
+            assert _clicks_metric(lab, "unconfirmed") == _clicks_metric(lab, "refused") == 1
+    finally:
+        ha.stop()
