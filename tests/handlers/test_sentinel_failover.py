@@ -1,10 +1,18 @@
-"""Failover under load: serve and a worker reach Redis through Sentinel; the primary is killed
-while alerts and diagnosis requests flow. After the failover the flow goes on, and every write
-the bot acknowledged (a 202 for an alert, "queued" for a diagnosis) is on the new primary, with
-each diagnosis finished and said in its thread exactly once.
+"""Failover: serve and a worker reach Redis through Sentinel (a primary, two replicas, three
+Sentinels: real processes); the primary is killed.
+
+- While alerts and diagnosis requests flow: after the failover the flow goes on, and every write
+  the bot acknowledged (a 202 for an alert, "queued" for a diagnosis) is on the new primary,
+  with each diagnosis finished and said in its thread exactly once.
+- Mid-procedure, while a step's change is in flight on a simulated DC and a person clicks: the
+  procedure goes on to Close; every acknowledged click and the step's report are on the new
+  primary exactly once, and each change ran once on its DC.
+- A click no replica confirms is said to be unconfirmed; pressed again, it is found applied.
 
 The durability setting that makes this true: transitions wait for one replica (`WAIT 1`, the
-default behind Sentinel; state/durability.py) before anything is acknowledged.
+default behind Sentinel; state/durability.py) before anything is acknowledged, and a procedure
+transition is retried with its request token and attempt nonce until confirmed
+(state/procedures.py), so a retry neither doubles it nor loses it.
 """
 
 from __future__ import annotations
