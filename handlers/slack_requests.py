@@ -13,17 +13,18 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import hmac
+import json
 import logging
 import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
+from urllib.parse import parse_qsl
 
 from aiohttp import web
 from slack_bolt.context.async_context import AsyncBoltContext
 from slack_bolt.request.async_internals import build_async_context
 from slack_bolt.request.async_request import AsyncBoltRequest
-from slack_bolt.request.internals import parse_body
 
 from handlers.http_log import Throttled
 from handlers.metrics import ServeMetrics
@@ -98,13 +99,15 @@ def signature_matches(secret: str, timestamp: str, body: bytes, signature: str) 
 
 
 def parse_payload(body: bytes, content_type: str | None) -> tuple[str, dict[str, Any]]:
-    """(body as text, the payload Bolt will see), parsed by Bolt's own rules; else 400."""
+    """(body as text, the payload Bolt will see); else 400. Bolt's rules, but for one: a form
+    is an interaction only when it has a `payload` field (Bolt's `parse_body` looks for the
+    word anywhere, so `/ad1411 payload` would reach it as an empty request)."""
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError:
         raise RequestRefused(400, "body: not UTF-8") from None
     try:
-        payload = parse_body(text, content_type)
+        payload = _parse_body(text, content_type)
     except (ValueError, RecursionError):
         raise RequestRefused(
             400, "body: not a Slack payload (form fields, a JSON `payload` field, or JSON)"
@@ -112,6 +115,17 @@ def parse_payload(body: bytes, content_type: str | None) -> tuple[str, dict[str,
     if not isinstance(payload, dict):
         raise RequestRefused(400, "body: the payload must be a JSON object")
     return text, payload
+
+
+def _parse_body(text: str, content_type: str | None) -> Any:
+    """JSON for a JSON body; a form's `payload` field as JSON; else the form's fields."""
+    if not text:
+        return {}
+    if content_type == "application/json" or text.startswith("{"):
+        return json.loads(text)
+    fields = dict(parse_qsl(text, keep_blank_values=True))
+    interaction = fields.get("payload")
+    return json.loads(interaction) if interaction is not None else fields
 
 
 _ID_HOLDERS = ("team", "user", "channel", "enterprise")

@@ -125,9 +125,13 @@ class Clicks:
             for e in audit
             if e["event"] in PERSON_EVENTS and not e.get("worker")
         )
+        unexpected = done - self.expected
         assert done == self.expected, {
             "missing": self.expected - done,
-            "unexpected": done - self.expected,
+            "unexpected": unexpected,
+            "unexpected entries": [
+                e for e in audit if (e["event"], e.get("step", ""), e.get("user", "")) in unexpected
+            ],
         }
 
 
