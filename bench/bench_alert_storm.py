@@ -19,6 +19,7 @@ import redis
 from aiohttp import web
 
 from bench.lab_bot import FOREST, WEBHOOK_TOKEN, lab_bot
+from bench.results import Measure, RunResult
 from lab.alert_samples import FORMATS, alert_body, dsa_guid
 from state.keys import OPEN_INCIDENTS
 
@@ -75,29 +76,50 @@ async def _baseline(bodies: list[tuple[bytes, str]], concurrency: int) -> float:
         await runner.cleanup()
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--alerts", type=int, default=20_000)
-    parser.add_argument("--problems", type=int, default=300)
-    parser.add_argument("--concurrency", type=int, default=20)
-    args = parser.parse_args(argv)
+def run(args: argparse.Namespace | None = None) -> RunResult:
+    """One storm and its baseline; measures and the run's table."""
+    args = args or parse([])
     bodies = _bodies(args.alerts, args.problems)
-    with lab_bot("[alerts]\ncoalesce_seconds = 1") as bot:
+    with lab_bot("[alerts]\ncoalesce_seconds = 1\n" + args.config) as bot:
         storm_s = asyncio.run(_blast(bot.url + "/alerts", bodies, args.concurrency))
         base_s = asyncio.run(_baseline(bodies, args.concurrency))
         time.sleep(3)  # let the last coalesced updates go out before counting Slack calls
         incidents = redis.Redis.from_url(bot.redis_url).zcard(OPEN_INCIDENTS)
         calls = Counter(c.method for c in bot.emulator.calls())
     rate, base_rate = args.alerts / storm_s, args.alerts / base_s
-    print("| measure | alerts/s | seconds | incidents | Slack calls | vs baseline |")
-    print("|---|---|---|---|---|---|")
-    print(f"| bare aiohttp 202 (baseline) | {base_rate:.0f} | {base_s:.2f} | - | - | 1.00 |")
-    print(
-        f"| ad1411 serve POST /alerts | {rate:.0f} | {storm_s:.2f} | {incidents} | "
-        f"{json.dumps(dict(sorted(calls.items())))} | {rate / base_rate:.2f} |"
-    )
     if incidents != args.problems:
         raise SystemExit(f"expected exactly {args.problems} incidents, found {incidents}")
+    lines = [
+        "| measure | alerts/s | seconds | incidents | Slack calls | vs baseline |",
+        "|---|---|---|---|---|---|",
+        f"| bare aiohttp 202 (baseline) | {base_rate:.0f} | {base_s:.2f} | - | - | 1.00 |",
+        f"| ad1411 serve POST /alerts | {rate:.0f} | {storm_s:.2f} | {incidents} | "
+        f"{json.dumps(dict(sorted(calls.items())))} | {rate / base_rate:.2f} |",
+    ]
+    measure = Measure(
+        "alerts_rate",
+        "`/alerts` throughput, one serve process",
+        "alerts/s",
+        rate,
+        base_rate,
+        "bare aiohttp 202 handler",
+        lower_is_better=False,
+    )
+    return RunResult([measure], lines)
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    """The benchmark's options."""
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--alerts", type=int, default=20_000)
+    parser.add_argument("--problems", type=int, default=300)
+    parser.add_argument("--concurrency", type=int, default=20)
+    parser.add_argument("--config", default="", help="extra TOML for the bot's configuration")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    print("\n".join(run(parse(argv)).table))
 
 
 if __name__ == "__main__":

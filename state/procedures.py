@@ -8,6 +8,7 @@ incident's hash tag. It stores bytes: the domain owns the JSON.
 
 from __future__ import annotations
 
+import hashlib
 import time
 import zlib
 from collections.abc import Mapping, Sequence
@@ -22,11 +23,16 @@ from state.codec import text, text_map
 from state.keys import ACTIVE_PROCEDURES, GLOBAL_AUDIT, JOBS_STREAM, PREFIX, IncidentKeys
 from state.scripts import LuaScripts
 
-# A Slack request token is remembered this long (Slack retries within minutes).
-ONCE_TTL_MS = 86_400_000
+# A Slack request token is remembered this long: Slack retries an event within 5 minutes and
+# never retries an interaction, so an hour covers every retry with room to spare.
+ONCE_TTL_MS = 3_600_000
 # Full command outputs: kept compressed beside the procedure, capped, for a month.
-OUTPUT_MAX_BYTES = 256 * 1024
+OUTPUT_MAX_BYTES = 64 * 1024
 OUTPUT_TTL_SECONDS = 30 * 86_400
+# What one procedure may keep of outputs, compressed: at least 16 runs at the cap above.
+OUTPUT_BUDGET_BYTES = 512 * 1024
+# The procedure's JSON is stored deflated (about 8 times smaller; level 1 costs ~40 us).
+_DATA_LEVEL = 1
 
 
 class CommitOutcome(StrEnum):
@@ -76,6 +82,21 @@ def procedure_key(procedure_id: str) -> str:
     return f"{PREFIX}:{{{_tag(procedure_id)}}}:proc:{procedure_id}"
 
 
+def _outputs_key(procedure_id: str) -> str:
+    """The hash of one procedure's kept command outputs (field: run name)."""
+    return f"{PREFIX}:{{{_tag(procedure_id)}}}:outputs:{procedure_id}"
+
+
+def pack(data: bytes) -> bytes:
+    """The procedure JSON as stored (deflated)."""
+    return zlib.compress(data, _DATA_LEVEL)
+
+
+def unpack(stored: bytes) -> bytes:
+    """The procedure JSON from what is stored (records written before deflation are JSON)."""
+    return stored if stored[:1] == b"{" else zlib.decompress(stored)
+
+
 def _flatten(entries: Sequence[AuditEntry], now_ms: int) -> list[str]:
     out: list[str] = [str(len(entries))]
     for e in entries:
@@ -93,8 +114,13 @@ class ProcedureStore:
         self.client = client
         self.scripts = LuaScripts(client)
 
-    def _once_key(self, tag: str, token: str | None) -> str:
-        return f"{PREFIX}:{{{tag}}}:once:{token}" if token else ""
+    @staticmethod
+    def _once(tag: str, token: str | None) -> tuple[str, str]:
+        """The problem's request-token set and this token's member in it ('' when none)."""
+        if not token:
+            return "", ""
+        digest = hashlib.sha256(token.encode(), usedforsecurity=False).hexdigest()[:24]
+        return f"{PREFIX}:{{{tag}}}:once", digest
 
     async def next_id(self, incident_id: str) -> str:
         """A new procedure id for this incident (3f9a0c1b2e-1.1, .2, ...)."""
@@ -116,15 +142,17 @@ class ProcedureStore:
 
     async def load(self, procedure_id: str) -> StoredProcedure | None:
         """The stored procedure, or None."""
-        raw = text_map(await self.client.hgetall(procedure_key(procedure_id)))
-        if not raw.get("data"):
+        raw: dict[Any, Any] = await self.client.hgetall(procedure_key(procedure_id))
+        data = next((v for k, v in raw.items() if text(k) == "data"), None)
+        if not data:
             return None
+        fields = text_map({k: v for k, v in raw.items() if text(k) != "data"})
         return StoredProcedure(
             procedure_id,
-            int(raw.get("version", "0")),
-            raw["data"].encode(),
-            raw.get("msg_channel") or None,
-            raw.get("msg_ts") or None,
+            int(fields.get("version", "0")),
+            unpack(data if isinstance(data, bytes) else str(data).encode()),
+            fields.get("msg_channel") or None,
+            fields.get("msg_ts") or None,
         )
 
     async def commit(
@@ -143,6 +171,7 @@ class ProcedureStore:
         tag = _tag(procedure_id)
         keys = IncidentKeys(tag)
         now = int(time.time() * 1000)
+        once_key, once_token = self._once(tag, once)
         job_args: list[str] = [str(len(job or {}))]
         for k, v in (job or {}).items():
             job_args += [k, v]
@@ -155,17 +184,18 @@ class ProcedureStore:
                 JOBS_STREAM,
                 GLOBAL_AUDIT,
                 ACTIVE_PROCEDURES,
-                self._once_key(tag, once),
+                once_key,
             ],
             [
                 procedure_id,
                 expected_version,
-                data,
+                pack(data),
                 status,
                 "start" if start else "update",
                 ONCE_TTL_MS,
                 AUDIT_MAXLEN,
                 now,
+                once_token,
                 *_flatten(audit, now),
                 *job_args,
             ],
@@ -176,7 +206,7 @@ class ProcedureStore:
         if outcome is CommitOutcome.CONFLICT:
             version = int(text(reply[1]))
             data_now = reply[2] if isinstance(reply[2], bytes) else text(reply[2]).encode()
-            current = StoredProcedure(procedure_id, version, data_now) if data_now else None
+            current = StoredProcedure(procedure_id, version, unpack(data_now)) if data_now else None
             return CommitResult(outcome, version, current)
         if outcome is CommitOutcome.BUSY:
             return CommitResult(outcome, busy_with=text(reply[1]))
@@ -189,10 +219,11 @@ class ProcedureStore:
         tag = _tag(incident_id)
         keys = IncidentKeys(tag)
         now = int(time.time() * 1000)
+        once_key, once_token = self._once(tag, once)
         res = await self.scripts(
             "procedure_note",
-            [keys.audit, GLOBAL_AUDIT, self._once_key(tag, once)],
-            [ONCE_TTL_MS, AUDIT_MAXLEN, *_flatten(audit, now)],
+            [keys.audit, GLOBAL_AUDIT, once_key],
+            [ONCE_TTL_MS, AUDIT_MAXLEN, now, once_token, *_flatten(audit, now)],
         )
         return int(res) == 1
 
@@ -240,21 +271,28 @@ class ProcedureStore:
     # -- command outputs ------------------------------------------------------------------
 
     async def save_output(self, procedure_id: str, name: str, output: str) -> str:
-        """Keep a command's full output (capped, compressed, expiring); returns its reference."""
+        """Keep a command's full output (capped, compressed, expiring, within the procedure's
+        output budget); returns its reference, or '' when the budget is used up."""
         raw = output.encode("utf-8", "replace")
         if len(raw) > OUTPUT_MAX_BYTES:
-            raw = raw[:OUTPUT_MAX_BYTES] + b"\n... (output cut at 256 KiB)"
-        ref = f"{procedure_id}:{name}"
-        await self.client.set(
-            f"{PREFIX}:{{{_tag(procedure_id)}}}:output:{ref}",
-            zlib.compress(raw, 6),
-            ex=OUTPUT_TTL_SECONDS,
+            raw = (
+                raw[:OUTPUT_MAX_BYTES]
+                + b"\n... (output cut at 64 KiB; its SHA-256 is in the audit)"
+            )
+        kept = await self.scripts(
+            "save_output",
+            [_outputs_key(procedure_id)],
+            [name, zlib.compress(raw, 6), OUTPUT_BUDGET_BYTES, OUTPUT_TTL_SECONDS],
         )
-        return ref
+        return f"{procedure_id}:{name}" if int(kept) == 1 else ""
 
     async def load_output(self, ref: str) -> str | None:
         """A saved output by its reference (None when expired or unknown)."""
-        raw = await self.client.get(f"{PREFIX}:{{{_tag(ref)}}}:output:{ref}")
+        procedure_id, _, name = ref.partition(":")
+        raw = await self.client.hget(_outputs_key(procedure_id), name) if name else None
+        if raw is None:
+            # Outputs kept before the per-procedure hash: one key each.
+            raw = await self.client.get(f"{PREFIX}:{{{_tag(ref)}}}:output:{ref}")
         if raw is None:
             return None
         blob = raw if isinstance(raw, bytes) else str(raw).encode()

@@ -1,9 +1,9 @@
--- procedure_commit(keys=[proc, current, incident_audit, jobs, global_audit, active_index, once], args=[proc_id, expected_version, data, status, mode, once_ttl_ms, audit_maxlen, now_ms, n_events, (n_fields, k, v, ...)*, n_job_fields, k, v, ...])
+-- procedure_commit(keys=[proc, current, incident_audit, jobs, global_audit, active_index, once], args=[proc_id, expected_version, data, status, mode, once_ttl_ms, audit_maxlen, now_ms, once_token, n_events, (n_fields, k, v, ...)*, n_job_fields, k, v, ...])
 -- Commit one procedure transition decided by the pure rules: only if the version is still the
 -- one the decision read (compare-and-set), write the new state, append the audit entries to
 -- both streams, queue the job, and remember the request token; all or nothing.
 -- Returns {'ok', version} | {'conflict', version, data} | {'duplicate'} | {'busy', current_id}.
-if KEYS[7] ~= '' and redis.call('EXISTS', KEYS[7]) == 1 then
+if once_seen(KEYS[7], ARGV[9], ARGV[8]) then
   return {'duplicate'}
 end
 local version = tonumber(redis.call('HGET', KEYS[1], 'version') or '0')
@@ -28,8 +28,8 @@ else
   end
   redis.call('ZREM', KEYS[6], ARGV[1])
 end
-local i = 10
-local n_events = tonumber(ARGV[9])
+local i = 11
+local n_events = tonumber(ARGV[10])
 for _ = 1, n_events do
   local n = tonumber(ARGV[i])
   local entry = {}
@@ -48,7 +48,5 @@ if n_job > 0 then
   end
   redis.call('XADD', KEYS[4], '*', unpack(job))
 end
-if KEYS[7] ~= '' then
-  redis.call('SET', KEYS[7], '1', 'PX', ARGV[6])
-end
+once_record(KEYS[7], ARGV[9], ARGV[8], ARGV[6])
 return {'ok', tostring(new_version)}

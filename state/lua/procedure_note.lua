@@ -1,11 +1,11 @@
--- procedure_note(keys=[incident_audit, global_audit, once], args=[once_ttl_ms, audit_maxlen, n_events, (n_fields, k, v, ...)*])
+-- procedure_note(keys=[incident_audit, global_audit, once], args=[once_ttl_ms, audit_maxlen, now_ms, once_token, n_events, (n_fields, k, v, ...)*])
 -- Audit something that changed no state (a refused click), once per request token.
 -- Returns 1 written, 0 duplicate.
-if KEYS[3] ~= '' and redis.call('EXISTS', KEYS[3]) == 1 then
+if once_seen(KEYS[3], ARGV[4], ARGV[3]) then
   return 0
 end
-local i = 4
-for _ = 1, tonumber(ARGV[3]) do
+local i = 6
+for _ = 1, tonumber(ARGV[5]) do
   local n = tonumber(ARGV[i])
   local entry = {}
   for j = 1, n * 2 do
@@ -15,7 +15,5 @@ for _ = 1, tonumber(ARGV[3]) do
   audit_append(KEYS[2], ARGV[2], entry)
   i = i + 1 + n * 2
 end
-if KEYS[3] ~= '' then
-  redis.call('SET', KEYS[3], '1', 'PX', ARGV[1])
-end
+once_record(KEYS[3], ARGV[4], ARGV[3], ARGV[1])
 return 1
