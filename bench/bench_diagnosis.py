@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from bench.results import Measure, RunResult
 from bot.config import DcOverride, LdapSection
 from bot.directory.client import DirectoryClient
 from bot.directory.gather import diagnose
@@ -71,17 +72,9 @@ def _raw_dsa_search(forest: Any) -> Callable[[DirectoryClient], tuple[int, int]]
     return once
 
 
-def measure(forest: Any, *, runs: int, phantoms: int) -> list[str]:
-    """Run the three measurements on a lab forest; the markdown table lines."""
-    forest.reset()
-    empty = _timed(runs, _diagnosis(forest), forest)
-    forest.add_phantom_servers(phantoms)
-    try:
-        big = _timed(runs, _diagnosis(forest), forest)
-        raw = _timed(runs, _raw_dsa_search(forest), forest)
-    finally:
-        forest.remove_phantoms()
-    n = len(forest.dcs)
+def _table(
+    empty: dict[str, float], raw: dict[str, float], big: dict[str, float], n: int, phantoms: int
+) -> list[str]:
     rows = [
         ("diagnosis (baseline)", f"{n} DCs", empty),
         ("raw nTDSDSA paged search", f"{n} DCs + {phantoms} servers", raw),
@@ -99,16 +92,54 @@ def measure(forest: Any, *, runs: int, phantoms: int) -> list[str]:
     return lines
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--runs", type=int, default=7)
-    parser.add_argument("--phantoms", type=int, default=2000)
-    parser.add_argument(
-        "--workdir", type=Path, default=None, help="lab dir (reused if provisioned)"
-    )
-    parser.add_argument("--first-address", default="127.0.0.2", help="DC1's loopback address")
-    args = parser.parse_args(argv)
+def _result(
+    empty: dict[str, float], raw: dict[str, float], big: dict[str, float], n: int, phantoms: int
+) -> RunResult:
+    measures = [
+        Measure(
+            "diagnosis_time",
+            f"diagnosis, {n} DCs + {phantoms:,} phantom servers",
+            "ms",
+            big["median_ms"],
+            raw["median_ms"],
+            "one raw paged nTDSDSA search",
+        ),
+        Measure(
+            "diagnosis_queries",
+            f"LDAP queries of the diagnosis, {n} DCs + {phantoms:,} phantom servers",
+            "queries",
+            big["queries"],
+            empty["queries"],
+            f"the same diagnosis on {n} DCs",
+        ),
+    ]
+    return RunResult(measures, _table(empty, raw, big, n, phantoms))
 
+
+def measure(forest: Any, *, runs: int, phantoms: int, repeats: int = 1) -> list[RunResult]:
+    """Each repeat: the diagnosis without and with phantoms and the raw search, interleaved so
+    each ratio compares figures taken at the same time (the phantoms are added once)."""
+    forest.reset()
+    empties = [_timed(runs, _diagnosis(forest), forest) for _ in range(repeats)]
+    forest.add_phantom_servers(phantoms)
+    pairs = []
+    try:
+        for _ in range(repeats):
+            raw = _timed(runs, _raw_dsa_search(forest), forest)
+            big = _timed(runs, _diagnosis(forest), forest)
+            pairs.append((raw, big))
+    finally:
+        forest.remove_phantoms()
+    n = len(forest.dcs)
+    return [
+        _result(empty, raw, big, n, phantoms)
+        for empty, (raw, big) in zip(empties, pairs, strict=True)
+    ]
+
+
+def run(args: argparse.Namespace | None = None, repeats: int = 1) -> list[RunResult]:
+    """Provision (or reuse) the lab, measure `repeats` times, stop the lab."""
+    args = args or parse([])
     # Imported here so --help works on machines without the Samba lab.
     from lab.samba import SambaForest  # noqa: PLC0415
 
@@ -116,10 +147,26 @@ def main(argv: list[str] | None = None) -> None:
     forest = SambaForest(workdir, first_address=args.first_address)
     forest.start()
     try:
-        lines = measure(forest, runs=args.runs, phantoms=args.phantoms)
+        return measure(forest, runs=args.runs, phantoms=args.phantoms, repeats=repeats)
     finally:
         forest.stop()
-    print("\n".join(lines))
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    """The benchmark's options."""
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument("--phantoms", type=int, default=2000)
+    parser.add_argument(
+        "--workdir", type=Path, default=None, help="lab dir (reused if provisioned)"
+    )
+    parser.add_argument("--first-address", default="127.0.0.2", help="DC1's loopback address")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    for result in run(parse(argv)):
+        print("\n".join(result.table))
 
 
 if __name__ == "__main__":

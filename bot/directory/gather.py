@@ -26,7 +26,9 @@ from bot.dn import domain_of, nc_of_host, parent_dn, rdn_value
 from bot.errors import AlertRejected, DirectoryError
 
 _BIT_AND = "1.2.840.113556.1.4.803"
-_DSA_ATTRS = ["objectGUID", "objectCategory", "msDS-hasDomainNCs", "hasMasterNCs", "options"]
+# Only what the rules read: a forest of 2,000 servers returns each of these 2,000 times.
+_DSA_ATTRS = ["objectGUID", "objectCategory", "msDS-hasDomainNCs", "hasMasterNCs"]
+_SERVER_ATTRS = ["objectCategory", "dNSHostName", "serverReference"]
 _COMPUTER_ATTRS = [
     "dNSHostName",
     "sAMAccountName",
@@ -70,8 +72,16 @@ def _canonical_guid(value: str) -> str:
         ) from None
 
 
-def _has_class(entry: DirectoryEntry, name: str) -> bool:
-    return name in {c.lower() for c in entry.texts("objectClass")}
+def _is_dsa(entry: DirectoryEntry) -> bool:
+    """An nTDSDSA (read-only or not), told by its single-valued objectCategory."""
+    category = (entry.text("objectCategory") or "").lower()
+    if category:
+        return category.startswith(("cn=ntds-dsa,", "cn=ntds-dsa-ro,"))
+    return entry.dn.lower().startswith("cn=ntds settings,")
+
+
+def _is_server(entry: DirectoryEntry) -> bool:
+    return (entry.text("objectCategory") or "").lower().startswith("cn=server,")
 
 
 def gather(
@@ -96,10 +106,10 @@ def gather(
     site_entries = directory.search(
         sites,
         "(|(objectClass=nTDSDSA)(objectClass=server))",
-        [*_DSA_ATTRS, "objectClass", "cn", "dNSHostName", "serverReference"],
+        list(dict.fromkeys([*_DSA_ATTRS, *_SERVER_ATTRS])),
     )
-    dsa_entries = [e for e in site_entries if _has_class(e, "ntdsdsa")]
-    servers = {e.dn.lower(): e for e in site_entries if _has_class(e, "server")}
+    dsa_entries = [e for e in site_entries if _is_dsa(e)]
+    servers = {e.dn.lower(): e for e in site_entries if _is_server(e)}
     dsas = [_dsa_record(e, servers) for e in dsa_entries]
     known_dns = {d.ntds_settings_dn.lower() for d in dsas}
     dsas.extend(_dsa_record(e, servers) for e in by_guid if e.dn.lower() not in known_dns)
@@ -158,7 +168,7 @@ def _dsa_record(entry: DirectoryEntry, servers: dict[str, DirectoryEntry]) -> Ds
         dsa_guid=entry.guid() or "",
         ntds_settings_dn=entry.dn,
         server_dn=server.dn if server else server_dn,
-        server_name=(server.text("cn") if server else None) or rdn_value(server_dn),
+        server_name=rdn_value(server.dn if server else server_dn),
         dns_host_name=(server.text("dNSHostName") or "").lower() or None if server else None,
         server_reference=server.text("serverReference") if server else None,
         domain_nc=domains[0] if domains else None,
@@ -203,6 +213,7 @@ def _attach_computers(
         by_dn = {c.dn.lower(): c for c in computers}
         by_host = {(c.text("dNSHostName") or "").lower(): c for c in computers}
         by_sam = {(c.text("sAMAccountName") or "").lower(): c for c in computers}
+        by_spn = _by_drs_spn(computers)
         for d in members:
             computer = None
             if d.server_reference:
@@ -212,18 +223,21 @@ def _attach_computers(
                 computer = (
                     by_host.get(d.dns_host_name or "")
                     or by_sam.get(f"{d.server_name.lower()}$")
-                    or _by_drs_spn(computers, d.dsa_guid)
+                    or by_spn.get(d.dsa_guid.lower())
                 )
             result.append(_replace_computer(d, computer, nc in checked))
     return result
 
 
-def _by_drs_spn(computers: list[DirectoryEntry], dsa_guid: str) -> DirectoryEntry | None:
-    prefix = f"{DRS_SPN_CLASS}/{dsa_guid}/".lower()
+def _by_drs_spn(computers: list[DirectoryEntry]) -> dict[str, DirectoryEntry]:
+    """DSA GUID (lower case) -> the computer whose DRS SPN names it (the first such)."""
+    prefix = f"{DRS_SPN_CLASS}/".lower()
+    found: dict[str, DirectoryEntry] = {}
     for c in computers:
-        if any(s.lower().startswith(prefix) for s in c.texts("servicePrincipalName")):
-            return c
-    return None
+        for spn in c.texts("servicePrincipalName"):
+            if spn.lower().startswith(prefix):
+                found.setdefault(spn.split("/")[1].lower(), c)
+    return found
 
 
 def _replace_computer(d: DsaRecord, computer: DirectoryEntry | None, checked: bool) -> DsaRecord:
