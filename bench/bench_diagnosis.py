@@ -35,22 +35,29 @@ def _client(forest: Any) -> DirectoryClient:
     )
 
 
-def _timed(
-    runs: int, once: Callable[[DirectoryClient], tuple[int, int]], forest: Any
-) -> dict[str, float]:
-    """Median wall time of `runs` calls on a warm (bound) connection, plus query counts."""
-    times: list[float] = []
-    queries = trips = 0
+Once = Callable[[DirectoryClient], tuple[int, int]]
+
+
+def _timed(runs: int, forest: Any, *calls: Once) -> list[dict[str, float]]:
+    """Median wall time of `runs` calls of each, taken in turns (so a burst of load on the
+    shared machine hits them alike), on warm (bound) connections; plus query counts."""
+    times: list[list[float]] = [[] for _ in calls]
+    counts = [(0, 0) for _ in calls]
     with _client(forest) as client:
-        client.root_dse()  # bind outside the timing: connection set-up is not the diagnosis
+        for once in calls:
+            once(client)  # bind outside the timing: connection set-up is not the diagnosis
         for _ in range(runs):
-            start = time.perf_counter()
-            queries, trips = once(client)
-            times.append(time.perf_counter() - start)
-    return {"median_ms": statistics.median(times) * 1000, "queries": queries, "trips": trips}
+            for i, once in enumerate(calls):
+                start = time.perf_counter()
+                counts[i] = once(client)
+                times[i].append(time.perf_counter() - start)
+    return [
+        {"median_ms": statistics.median(t) * 1000, "queries": q, "trips": r}
+        for t, (q, r) in zip(times, counts, strict=True)
+    ]
 
 
-def _diagnosis(forest: Any) -> Callable[[DirectoryClient], tuple[int, int]]:
+def _diagnosis(forest: Any) -> Once:
     def once(client: DirectoryClient) -> tuple[int, int]:
         d = diagnose(
             client,
@@ -63,7 +70,7 @@ def _diagnosis(forest: Any) -> Callable[[DirectoryClient], tuple[int, int]]:
     return once
 
 
-def _raw_dsa_search(forest: Any) -> Callable[[DirectoryClient], tuple[int, int]]:
+def _raw_dsa_search(forest: Any) -> Once:
     def once(client: DirectoryClient) -> tuple[int, int]:
         q, t = client.queries, client.round_trips
         client.search(forest.configuration_dn, "(objectClass=nTDSDSA)", ["objectGUID"])
@@ -120,13 +127,12 @@ def measure(forest: Any, *, runs: int, phantoms: int, repeats: int = 1) -> list[
     """Each repeat: the diagnosis without and with phantoms and the raw search, interleaved so
     each ratio compares figures taken at the same time (the phantoms are added once)."""
     forest.reset()
-    empties = [_timed(runs, _diagnosis(forest), forest) for _ in range(repeats)]
+    empties = [_timed(runs, forest, _diagnosis(forest))[0] for _ in range(repeats)]
     forest.add_phantom_servers(phantoms)
     pairs = []
     try:
         for _ in range(repeats):
-            raw = _timed(runs, _raw_dsa_search(forest), forest)
-            big = _timed(runs, _diagnosis(forest), forest)
+            raw, big = _timed(runs, forest, _raw_dsa_search(forest), _diagnosis(forest))
             pairs.append((raw, big))
     finally:
         forest.remove_phantoms()

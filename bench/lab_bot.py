@@ -30,6 +30,7 @@ class LabBot:
     url: str
     redis_url: str
     emulator: SlackEmulator
+    pid: int = 0
 
 
 @contextmanager
@@ -71,7 +72,7 @@ def lab_bot(config_extra: str = "") -> Iterator[LabBot]:
         )
         if url is None:
             raise RuntimeError(f"serve did not start: {log.read_text()[-2000:]}")
-        yield LabBot(url, server.url, emulator)
+        yield LabBot(url, server.url, emulator, proc.pid)
     finally:
         if proc.poll() is None:
             os.kill(proc.pid, signal.SIGTERM)

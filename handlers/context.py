@@ -34,6 +34,8 @@ from state.workers import WorkerRegistry
 
 log = logging.getLogger(__name__)
 GROUP_CACHE_SECONDS = 300.0
+# Incident messages remembered (channel and ts never change once recorded).
+MESSAGE_CACHE_SIZE = 4096
 RESPONSE_URL_TIMEOUT_SECONDS = 10
 
 
@@ -55,6 +57,7 @@ class ServeContext:
     engine: ProcedureEngine
     procedure_messages: ProcedureMessages
     _groups: dict[str, frozenset[str]] = field(default_factory=dict)
+    _messages: dict[str, tuple[str, str]] = field(default_factory=dict)
     _groups_at: float = 0.0
     _tasks: set[asyncio.Task[Any]] = field(default_factory=set)
     _http: aiohttp.ClientSession | None = None
@@ -93,6 +96,20 @@ class ServeContext:
         return is_member(user_id, slack_cfg.responders, await self._group_members()) or (
             is_member(user_id, slack_cfg.approvers, self._groups)
         )
+
+    async def incident_message(self, incident_id: str) -> tuple[str, str] | None:
+        """(channel, ts) of the incident's message; read once, then remembered, since a
+        recorded message never moves. None when the incident or its message is unknown."""
+        where = self._messages.get(incident_id)
+        if where is not None:
+            return where
+        inc = await self.store.get(incident_id)
+        if inc is None or not inc.channel or not inc.ts:
+            return None
+        if len(self._messages) >= MESSAGE_CACHE_SIZE:
+            self._messages.clear()
+        self._messages[incident_id] = (inc.channel, inc.ts)
+        return inc.channel, inc.ts
 
     async def post_report(self, proc: Procedure) -> None:
         """The post-incident report in the incident thread."""

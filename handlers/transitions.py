@@ -129,6 +129,18 @@ class ProcedureEngine:
             self._remember(stored)
         return stored
 
+    async def known(self, procedure_id: str) -> tuple[StoredProcedure | None, bool]:
+        """The last state seen of a procedure without a round trip when there is one, else
+        read; and whether it was read just now (fresh)."""
+        cached = self._cache.get(procedure_id)
+        if cached is not None:
+            return cached[0], False
+        return await self.load(procedure_id), True
+
+    def parsed(self, stored: StoredProcedure) -> Procedure:
+        """The procedure of a stored state (parsed once per version)."""
+        return self._parsed(stored)
+
     async def procedure(self, procedure_id: str) -> Procedure | None:
         """The procedure, fresh from Redis."""
         stored = await self.load(procedure_id)
