@@ -34,7 +34,7 @@ class LabBot:
 
 
 @contextmanager
-def lab_bot(config_extra: str = "") -> Iterator[LabBot]:
+def lab_bot(config_extra: str = "", *, serve: list[str] | None = None) -> Iterator[LabBot]:
     """Start redis-server, the emulator and serve; yield; stop all three and clean up."""
     work = Path(tempfile.mkdtemp(prefix="bench-"))
     server = RedisServer(work / "redis", port=0).start()
@@ -58,7 +58,7 @@ def lab_bot(config_extra: str = "") -> Iterator[LabBot]:
     }
     log = work / "serve.log"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "bot.app.cli", "serve"],
+        serve or [sys.executable, "-m", "bot.app.cli", "serve"],
         env=env,
         stdout=subprocess.PIPE,
         stderr=log.open("w"),
