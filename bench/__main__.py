@@ -52,6 +52,12 @@ def _procedure(args: argparse.Namespace) -> list[RunResult]:
     return [bench_procedure.run(opts) for _ in range(args.repeats)]
 
 
+def _clicks(args: argparse.Namespace) -> list[RunResult]:
+    from bench import bench_clicks  # noqa: PLC0415
+
+    return [bench_clicks.run() for _ in range(args.repeats)]
+
+
 def _ack(args: argparse.Namespace) -> list[RunResult]:
     from bench import bench_ack_latency  # noqa: PLC0415
 
@@ -77,12 +83,14 @@ def _diagnosis(args: argparse.Namespace) -> list[RunResult]:
 
 BENCHES: dict[str, tuple[str, Callable[[argparse.Namespace], list[RunResult]]]] = {
     "procedure": ("python -m bench.bench_procedure", _procedure),
+    "clicks": ("python -m bench.bench_clicks", _clicks),
     "ack": ("python -m bench.bench_ack_latency", _ack),
     "alerts": ("python -m bench.bench_alert_storm", _alerts),
     "diagnosis": ("python -m bench.bench_diagnosis (root)", _diagnosis),
 }
 TITLES = {
     "procedure": "Procedure transitions in Redis",
+    "clicks": "Redis round trips of a procedure click through serve",
     "ack": "Ack latency of a button click",
     "alerts": "Alert storm",
     "diagnosis": "Diagnosis on a large forest",

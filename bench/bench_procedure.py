@@ -596,7 +596,7 @@ def run(args: argparse.Namespace | None = None) -> RunResult:
     """One run of every figure; the measures and the run's tables."""
     args = args or parse([])
     work = Path(tempfile.mkdtemp(prefix="bench-procedure-"))
-    server = RedisServer(work / "redis", port=_free_port()).start()
+    server = RedisServer(work / "redis", port=free_port()).start()
     try:
         trips = asyncio.run(round_trips(server.url, args.procedures))
         rates = {
@@ -721,7 +721,8 @@ def _tables(
     return lines
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A free loopback TCP port."""
     import socket  # noqa: PLC0415
 
     with socket.socket() as s:

@@ -137,6 +137,13 @@ def _trips(s: Mapping[str, Summary]) -> Verdict:
     return Verdict(exact, f"{f.median:.2f} (every steady-state transition: {f.low:g}..{f.high:g})")
 
 
+def _click_trips(s: Mapping[str, Summary]) -> Verdict:
+    f = s["click_trips"]
+    exact = f.low == f.high == 1.0
+    how = f"{f.median:.2f} per click on state serve made (the most: {f.high:g})"
+    return Verdict(exact, how)
+
+
 def _memory(s: Mapping[str, Summary]) -> Verdict:
     small = s["procedure_memory_1k"].median
     sizes = sorted(
@@ -161,5 +168,6 @@ TARGETS: tuple[Target, ...] = (
     Target("diagnosis_time", "<= 2x the raw search", _diagnosis),
     Target("diagnosis_queries", "constant (the same as with 2 DCs)", _queries),
     Target("procedure_trips", "exactly 1", _trips),
+    Target("click_trips", "exactly 1 (the transition's commit)", _click_trips),
     Target("procedure_memory_1k", "< 32 KB, bounded whatever the output size", _memory),
 )
