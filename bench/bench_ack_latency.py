@@ -35,18 +35,24 @@ from lab.slack_emulator import LAB_BOT_TOKEN, SlackEmulator
 async def _clicks(url: str, body: bytes, total: int, concurrency: int) -> list[float]:
     sem = asyncio.Semaphore(concurrency)
     latencies: list[float] = []
+    sent = 0
     async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=concurrency)) as session:
 
         async def one() -> None:
+            nonlocal sent
             async with sem:
+                # Every Slack click is a new body (trigger_id, action_ts); serve refuses a
+                # signed body it has already seen, so each click here differs too.
+                sent += 1
+                data = body + f"&click={sent}".encode()
                 ts = str(int(time.time()))
                 headers = {
                     "Content-Type": "application/x-www-form-urlencoded",
                     "X-Slack-Request-Timestamp": ts,
-                    "X-Slack-Signature": slack_signature(SIGNING_SECRET, ts, body),
+                    "X-Slack-Signature": slack_signature(SIGNING_SECRET, ts, data),
                 }
                 start = time.perf_counter()
-                async with session.post(url, data=body, headers=headers) as r:
+                async with session.post(url, data=data, headers=headers) as r:
                     await r.read()
                 latencies.append(time.perf_counter() - start)
                 if r.status != 200:

@@ -80,7 +80,9 @@ def run(args: argparse.Namespace | None = None) -> RunResult:
     """One storm and its baseline; measures and the run's table."""
     args = args or parse([])
     bodies = _bodies(args.alerts, args.problems)
-    with lab_bot("[alerts]\ncoalesce_seconds = 1\n" + args.config) as bot:
+    # The flood brake would group most of 300 new problems a minute; this measures correlation.
+    caps = "max_new_incidents_per_minute = 100000"
+    with lab_bot(f"[alerts]\ncoalesce_seconds = 1\n{caps}\n{args.config}") as bot:
         storm_s = asyncio.run(_blast(bot.url + "/alerts", bodies, args.concurrency))
         base_s = asyncio.run(_baseline(bodies, args.concurrency))
         time.sleep(3)  # let the last coalesced updates go out before counting Slack calls

@@ -21,10 +21,11 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from bot.dns import dns_name_problem, normalize_dns_name
 from bot.errors import ConfigError
-from bot.secrets import SecretRef
+from bot.secrets import SecretRef, blank_secret
 
 SlackPrincipal = Annotated[str, StringConstraints(pattern=r"^[US][A-Z0-9]{2,20}$")]
 SlackChannel = Annotated[str, StringConstraints(pattern=r"^[CGD][A-Z0-9]{2,20}$")]
+SlackWorkspace = Annotated[str, StringConstraints(pattern=r"^[TE][A-Z0-9]{2,20}$")]
 
 
 def _fqdn(value: str) -> str:
@@ -53,6 +54,11 @@ class SlackSection(_Strict):
     approvers: list[SlackPrincipal] = Field(
         default_factory=list, description="user or user-group IDs who may approve risky steps"
     )
+    workspaces: list[SlackWorkspace] = Field(
+        default_factory=list,
+        description="team (T...) or Enterprise Grid (E...) IDs whose requests are accepted; "
+        "empty = only the workspace of the bot token (auth.test)",
+    )
 
 
 class AlertsSection(_Strict):
@@ -63,12 +69,36 @@ class AlertsSection(_Strict):
     )
     max_body_bytes: int = Field(default=1_048_576, gt=0, le=16 * 1_048_576)
     hmac_secret: SecretRef | None = Field(
-        default=None, description="accept X-AD1411-Signature: sha256=<hmac of body> with this key"
+        default=None, description="accept X-AD1411-Signature: v1=<hmac of body> with this key"
+    )
+    max_new_incidents_per_request: int = Field(
+        default=20, gt=0, le=10_000, description="new incidents one request may open"
+    )
+    max_new_incidents_per_minute: int = Field(
+        default=60,
+        gt=0,
+        le=100_000,
+        description="new incidents all replicas together may open per minute; "
+        "beyond either cap, alerts are grouped into one 'alert flood' message",
     )
     token_in_url: bool = Field(
         default=False,
         description="also accept ALERT_WEBHOOK_TOKEN as ?token= (senders that cannot set a "
         "header: Splunk's and Azure Monitor's webhooks); TLS only",
+    )
+
+
+class ServeSection(_Strict):
+    """Limits of the HTTP side of `ad1411 serve`."""
+
+    body_read_seconds: float = Field(
+        default=10.0, gt=0, le=300, description="a request body must arrive within this"
+    )
+    max_concurrent_uploads: int = Field(
+        default=64, gt=0, le=10_000, description="request bodies read at once per route"
+    )
+    shutdown_seconds: float = Field(
+        default=10.0, gt=0, le=300, description="SIGTERM: pending work gets this long"
     )
 
 
@@ -116,6 +146,12 @@ class WorkerSection(_Strict):
     )
     reclaim_idle_seconds: float = Field(
         default=60.0, gt=0, le=86_400, description="a job held this long by a dead worker moves"
+    )
+    shutdown_seconds: float = Field(
+        default=10.0,
+        gt=0,
+        le=600,
+        description="SIGTERM: the job in progress gets this long, then stays queued for another",
     )
 
 
@@ -263,6 +299,7 @@ class FileConfig(_Strict):
     approvals: ApprovalsSection = Field(default_factory=ApprovalsSection)
     worker: WorkerSection = Field(default_factory=WorkerSection)
     procedure: ProcedureSection = Field(default_factory=ProcedureSection)
+    serve: ServeSection = Field(default_factory=ServeSection)
     forests: list[ForestSection] = Field(default_factory=list)
 
     def forest(self, name: str) -> ForestSection | None:
@@ -286,6 +323,18 @@ class EnvSettings(BaseSettings):
     PORT: int = Field(default=3000, ge=0, le=65535)
     HOST: str = "127.0.0.1"
     LOG_LEVEL: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    @field_validator(
+        "SLACK_BOT_TOKEN", "SLACK_SIGNING_SECRET", "SLACK_APP_TOKEN", "ALERT_WEBHOOK_TOKEN"
+    )
+    @classmethod
+    def _not_blank(cls, value: SecretStr | None) -> SecretStr | None:
+        # An empty secret would equal an empty credential: refuse it instead of opening a door.
+        if value is not None and blank_secret(value.get_secret_value()):
+            raise ValueError(
+                "is set but empty or only whitespace; give the real secret, or unset the variable"
+            )
+        return value
 
     @field_validator("SLACK_API_URL")
     @classmethod
@@ -328,24 +377,39 @@ def load_file_config(path: Path) -> FileConfig:
         raise ConfigError(_format_errors(f"{path}: ", exc)) from None
 
 
+def _secret_problem(key: str, ref: SecretRef) -> str | None:
+    try:
+        value = ref.resolve()
+    except (KeyError, OSError, UnicodeDecodeError) as exc:
+        return f"{key}: secret {ref.describe()} cannot be read: {exc}"
+    if blank_secret(value):
+        return (
+            f"{key}: secret {ref.describe()} is empty or only whitespace; an empty key would "
+            "accept requests signed with an empty key. Put the real secret there, or remove the key"
+        )
+    return None
+
+
 def check_secrets(cfg: FileConfig) -> list[str]:
-    """Secret references that cannot be resolved now (names only, never values)."""
-    problems = []
+    """Secret references that cannot be resolved now or resolve to nothing (never values)."""
     refs: list[tuple[str, SecretRef | None]] = [("alerts.hmac_secret", cfg.alerts.hmac_secret)]
+    problems: list[str] = []
     for i, forest in enumerate(cfg.forests):
         refs.append((f"forests.{i}.ldap.password", forest.ldap.password))
         refs.append((f"forests.{i}.winrm.password", forest.winrm.password))
         if forest.kerberos is not None:
             refs.append((f"forests.{i}.kerberos.password", forest.kerberos.password))
             problems.extend(_keytab_problems(f"forests.{i}.kerberos.keytab", forest.kerberos))
-    for key, ref in refs:
-        if ref is None:
-            continue
-        try:
-            ref.resolve()
-        except (KeyError, OSError) as exc:
-            problems.append(f"{key}: secret {ref.describe()} cannot be read: {exc}")
-    return problems
+    found = (_secret_problem(key, ref) for key, ref in refs if ref is not None)
+    return [p for p in found if p is not None] + problems
+
+
+def check_serve_secrets(cfg: FileConfig) -> None:
+    """The secrets `serve` itself uses (the alert HMAC key); ConfigError when one is unusable."""
+    ref = cfg.alerts.hmac_secret
+    problem = _secret_problem("alerts.hmac_secret", ref) if ref is not None else None
+    if problem is not None:
+        raise ConfigError([problem])
 
 
 def _keytab_problems(key: str, section: KerberosSection) -> list[str]:

@@ -7,6 +7,14 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, model_validator
 
+# Only ASCII blanks are trimmed: Unicode rules would turn U+00A0 or U+3000 into nothing.
+ASCII_BLANKS = " \t"
+
+
+def blank_secret(value: str) -> bool:
+    """True for a secret that is empty or only whitespace (any Unicode whitespace)."""
+    return not value.strip()
+
 
 class SecretRef(BaseModel):
     """Where a secret lives. Its value is never stored in the config or printed."""
@@ -34,4 +42,5 @@ class SecretRef(BaseModel):
                 raise KeyError(f"environment variable {self.env} is not set")
             return value
         assert self.file is not None
-        return self.file.read_text(encoding="utf-8").strip()
+        # A file ends with a newline; nothing else is trimmed.
+        return self.file.read_text(encoding="utf-8").strip(ASCII_BLANKS + "\r\n")

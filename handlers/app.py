@@ -8,13 +8,21 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
+from slack_bolt.adapter.aiohttp import to_aiohttp_response
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.errors import SlackApiError
 
 from handlers import actions, events, home, procedure, slash
 from handlers.context import ServeContext
-from handlers.webhook import CTX_KEY, post_alerts
+from handlers.failures import register_failure_handler
+from handlers.slack_requests import (
+    SLACK_BODY_KEY,
+    SLACK_PATH,
+    SLACK_PAYLOAD_KEY,
+    CheckedBoltRequest,
+    SlackRequestGate,
+)
+from handlers.webhook import CTX_KEY, AlertWebhook
 
 log = logging.getLogger(__name__)
 BOLT_KEY: web.AppKey[AsyncApp] = web.AppKey("bolt", AsyncApp)
@@ -22,14 +30,19 @@ AUTH_CACHE_SECONDS = 30.0
 
 
 def build_bolt_app(ctx: ServeContext) -> AsyncApp:
-    """Bolt app whose listeners ack at once and only touch Redis before acking."""
-    secret = ctx.settings.env.SLACK_SIGNING_SECRET
+    """Bolt app whose listeners ack at once and only touch Redis before acking.
+
+    Signatures are checked by SlackRequestGate before Bolt sees a body, so Bolt's own
+    verification is off; the workspace check is Bolt's authorize (HTTP and Socket Mode).
+    """
     app = AsyncApp(
         client=ctx.slack,
-        signing_secret=secret.get_secret_value() if secret is not None else "",
+        authorize=ctx.workspace.bolt_authorize(),
+        request_verification_enabled=False,
         process_before_response=True,
         raise_error_for_unhandled_request=False,
     )
+    register_failure_handler(app, ctx.reply_ephemeral)
     slash.register(app, ctx)
     actions.register(app, ctx)
     procedure.register(app, ctx)
@@ -65,16 +78,41 @@ class Readiness:
         return problems
 
 
-def build_web_app(ctx: ServeContext, bolt: AsyncApp) -> web.Application:
-    """aiohttp routes: /slack/events, /alerts, /healthz, /readyz, /metrics."""
+def build_web_app(
+    ctx: ServeContext,
+    bolt: AsyncApp,
+    liveness: Callable[[], dict[str, str]] | None = None,
+) -> web.Application:
+    """aiohttp routes: /slack/events, /alerts, /healthz, /readyz, /metrics.
+
+    `liveness` names what is broken beyond repair in this process (the embedded Redis that
+    could not be restarted); /healthz fails while it names something.
+    """
     readiness = Readiness(ctx)
+    serve_cfg = ctx.settings.file.serve
+    secret = ctx.settings.env.SLACK_SIGNING_SECRET
+    gate = SlackRequestGate(
+        signing_secret=secret.get_secret_value() if secret is not None else None,
+        seen=ctx.seen,
+        metrics=ctx.metrics,
+        reply=ctx.reply_ephemeral,
+        max_concurrent=serve_cfg.max_concurrent_uploads,
+        body_read_seconds=serve_cfg.body_read_seconds,
+    )
 
     async def slack_events(request: web.Request) -> web.Response:
-        bolt_resp = await bolt.async_dispatch(await to_bolt_request(request))
-        ctx.metrics.slack_requests.labels(str(bolt_resp.status)).inc()
-        return await to_aiohttp_response(bolt_resp)
+        bolt_req = CheckedBoltRequest(
+            raw_body=request[SLACK_BODY_KEY],
+            payload=request[SLACK_PAYLOAD_KEY],
+            query=request.query_string,
+            headers=dict(request.headers),
+        )
+        return await to_aiohttp_response(await bolt.async_dispatch(bolt_req))
 
     async def healthz(_: web.Request) -> web.Response:
+        problems = liveness() if liveness is not None else {}
+        if problems:
+            return web.json_response({"status": "failing", "problems": problems}, status=503)
         return web.json_response({"status": "ok"})
 
     async def readyz(_: web.Request) -> web.Response:
@@ -100,11 +138,11 @@ def build_web_app(ctx: ServeContext, bolt: AsyncApp) -> web.Application:
             name = route.canonical if route is not None else "unmatched"
             ctx.metrics.request_seconds.labels(name).observe(time.perf_counter() - start)
 
-    app = web.Application(middlewares=[timing], client_max_size=1024 * 1024)
+    app = web.Application(middlewares=[timing, gate.middleware], client_max_size=1024 * 1024)
     app[CTX_KEY] = ctx
     app[BOLT_KEY] = bolt
-    app.router.add_post("/slack/events", slack_events)
-    app.router.add_post("/alerts", post_alerts)
+    app.router.add_post(SLACK_PATH, slack_events)
+    app.router.add_post("/alerts", AlertWebhook(ctx).__call__)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)

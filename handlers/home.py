@@ -41,10 +41,23 @@ def _waiting_for(proc: Procedure, user_id: str, now_ms: int, ttl: int) -> Pendin
 
 
 async def publish_home(ctx: ServeContext, user_id: str, note: str = "") -> None:
-    """Build and publish this person's Home tab."""
+    """Build and publish this person's Home tab (incidents only for responders/approvers)."""
+    approver = await ctx.is_approver(user_id)
+    if not approver and not await ctx.is_responder(user_id):
+        view = home_view(
+            approver=False, responder=False, pending=[], incidents=[], obligations=[], note=note
+        )
+    else:
+        view = await _view(ctx, user_id, approver, note)
+    try:
+        await ctx.slack.views_publish(user_id=user_id, view=view)
+    except SlackApiError as exc:
+        log.warning("Home of %s not published: %s", user_id, exc.response.get("error"))
+
+
+async def _view(ctx: ServeContext, user_id: str, approver: bool, note: str) -> dict[str, Any]:
     now = int(time.time() * 1000)
     ttl = ctx.settings.file.approvals.ttl_seconds
-    approver = await ctx.is_approver(user_id)
     procs = await _live(ctx)
     pending = [p for proc in procs if approver and (p := _waiting_for(proc, user_id, now, ttl))]
     by_incident = {proc.incident_id: proc for proc in procs}
@@ -53,13 +66,9 @@ async def publish_home(ctx: ServeContext, user_id: str, note: str = "") -> None:
         ((proc, o) for proc in procs for o in proc.open_obligations()),
         key=lambda pair: pair[1].deadline_ms,
     )
-    view = home_view(
+    return home_view(
         approver=approver, pending=pending, incidents=incidents, obligations=owed, note=note
     )
-    try:
-        await ctx.slack.views_publish(user_id=user_id, view=view)
-    except SlackApiError as exc:
-        log.warning("Home of %s not published: %s", user_id, exc.response.get("error"))
 
 
 def from_home(body: dict[str, Any]) -> bool:

@@ -1,146 +1,288 @@
-"""Posts and updates incident messages: one message per incident, coalesced updates."""
+"""Delivers incident and alert-flood messages from the Slack outbox, until Slack has them.
+
+Every serve replica runs one delivery loop. It takes due members of the outbox (state/outbox),
+each under a lease so one replica delivers it at a time, posts or updates the message, and
+then either completes the member or defers it: after Slack's Retry-After on a 429, after a
+growing backoff on anything else. Nothing is given up: a message Slack refuses for hours is
+posted when Slack takes it, and a restart resumes from Redis.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+import time
 import uuid
-from collections.abc import Coroutine
-from typing import Any
+from dataclasses import dataclass
 
+import aiohttp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from handlers.http_log import Throttled, describe_bug
 from handlers.metrics import ServeMetrics
+from handlers.render.flood import flood_blocks, flood_fallback_text
 from handlers.render.incident import incident_blocks, incident_fallback_text
-from handlers.thread import IncidentThread
-from state.durability import StoreUnavailable, until_durable
-from state.incidents import Incident, IncidentStore, Intake
+from handlers.render.text import section
+from handlers.slack_retry import retry_after_seconds
+from state.errors import StoreUnavailable
+from state.floods import FloodStore
+from state.incidents import IncidentStore, Intake
+from state.keys import parse_flood_id
+from state.outbox import SlackOutbox
 
 log = logging.getLogger(__name__)
-POST_CLAIM_SECONDS = 60
+throttled = Throttled(log, seconds=60)
 THREAD_INTRO = (
     "This thread is the incident's record: diagnosis, steps, approvals and their results "
     "are posted here."
 )
+LEASE_SECONDS = 90.0  # longer than one attempt, so two replicas never deliver one member
+ATTEMPT_SECONDS = 30.0  # at most three Slack calls of SLACK_CALL_SECONDS each
+POLL_SECONDS = 1.0  # other replicas' work is seen at least this often
+REPAIR_SECONDS = 60.0  # every open incident is checked for a missing message this often
+BATCH = 50
+CONCURRENCY = 4
+MAX_BACKOFF_SECONDS = 300
+
+
+@dataclass
+class _Attempt:
+    """One delivery of one member: what it took, so a failure can put it back."""
+
+    member: str
+    token: str
+    took_dirty: bool = False
 
 
 class IncidentNotifier:
-    """Keeps each incident's Slack message in step with Redis, without flooding Slack."""
+    """The delivery loop of one replica."""
 
     def __init__(
         self,
         store: IncidentStore,
+        outbox: SlackOutbox,
+        floods: FloodStore,
         *,
         client: AsyncWebClient,
-        thread: IncidentThread,
         channel: str,
         coalesce_seconds: float,
         metrics: ServeMetrics,
     ) -> None:
         self.store = store
+        self.outbox = outbox
+        self.floods = floods
         self.client = client
-        self.thread = thread
         self.channel = channel
         self.window = coalesce_seconds
         self.metrics = metrics
-        self._tasks: set[asyncio.Task[None]] = set()
-
-    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
-        task = asyncio.ensure_future(coro)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self.token = uuid.uuid4().hex  # this replica's lease token
+        self._wake = asyncio.Event()
+        self._stopping = False
+        self._paused_until = 0.0
+        self._redis_down_logged = False
+        self._unreleased: dict[str, _Attempt] = {}
 
     async def on_intake(self, intake: Intake) -> None:
-        """React to one recorded alert: post a new incident, or schedule a coalesced update."""
-        if intake.created:
-            self._spawn(self._post(intake.incident_id))
-        elif await self.store.take_update_slot(intake.incident_id, self._slot_ttl()):
-            self._spawn(self._flush_later(intake.incident_id))
+        """A recorded alert may have made something due: look now rather than at the poll."""
+        del intake
+        self.wake()
 
-    def _slot_ttl(self) -> float:
-        # The slot outlives the trailing-edge wait so two processes never update in one window.
-        return 2 * self.window + 30
+    def wake(self) -> None:
+        """Look at the outbox now."""
+        self._wake.set()
 
-    async def post_missing(self) -> int:
-        """Post the messages of open incidents that have none (a replica died before posting)."""
-        missing = [inc.id for inc in await self.store.list_open() if inc.ts is None]
-        for incident_id in missing:
-            await self._post(incident_id)
-        return len(missing)
+    def stop(self) -> None:
+        """Take no new member; the loop ends after the deliveries in progress."""
+        self._stopping = True
+        self.wake()
 
-    async def _claim(self, incident_id: str, token: str) -> Incident | None:
-        # One poster per incident across replicas; the claim expires if the poster dies.
-        if not await self.store.take_post_claim(incident_id, POST_CLAIM_SECONDS, token):
-            return None
-        inc = await self.store.get(incident_id)
-        return inc if inc is not None and inc.ts is None else None
+    # -- the loop ---------------------------------------------------------------------------
 
-    async def _post(self, incident_id: str) -> None:
-        token = uuid.uuid4().hex
+    async def run(self) -> None:
+        """Deliver until stop(); survives Redis and Slack outages (each attempt is bounded)."""
+        next_repair = 0.0
+        while not self._stopping:
+            timeout = POLL_SECONDS
+            try:
+                await self._release_unfinished()
+                if time.monotonic() >= next_repair:
+                    queued = await self.outbox.enqueue_undelivered()
+                    if queued:
+                        log.warning("%d open incident(s) had no current message; queued", queued)
+                    next_repair = time.monotonic() + REPAIR_SECONDS
+                delivered, full = await self.deliver_due()
+                timeout = 0.0 if full and delivered else await self._until_next_due()
+                self._redis_down_logged = False
+            except StoreUnavailable as exc:
+                if not self._redis_down_logged:
+                    log.error(
+                        "Slack delivery paused: Redis failed (%s); retrying", type(exc).__name__
+                    )
+                    self._redis_down_logged = True
+            except Exception as exc:
+                throttled.error(
+                    "bug", "Slack delivery loop: unexpected %s; retrying", describe_bug(exc)
+                )
+            await self._sleep(timeout)
+
+    async def _until_next_due(self) -> float:
+        pause = self._paused_until - time.monotonic()
+        if pause > 0:
+            return min(pause, POLL_SECONDS)
+        due = await self.outbox.next_due_ms()
+        if due is None:
+            return POLL_SECONDS
+        wait = (due - time.time() * 1000) / 1000
+        # Due now but not delivered: another replica holds it; look again at the next poll.
+        return POLL_SECONDS if wait <= 0 else min(wait, POLL_SECONDS)
+
+    async def _sleep(self, seconds: float) -> None:
+        if seconds > 0 and not self._wake.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), seconds)
+        self._wake.clear()
+
+    async def deliver_due(self) -> tuple[int, bool]:
+        """One pass over the due members: (how many were attempted, whether the batch was full)."""
+        if self._paused_until > time.monotonic():
+            return 0, False
+        due = await self.outbox.due(int(time.time() * 1000), BATCH)
+        gate = asyncio.Semaphore(CONCURRENCY)
+
+        async def one(member: str) -> bool:
+            async with gate:
+                return await self.deliver(member)
+
+        done = await asyncio.gather(*(one(m) for m in due))
+        return sum(done), len(due) == BATCH
+
+    # -- one member -------------------------------------------------------------------------
+
+    async def deliver(self, member: str) -> bool:
+        """Deliver one member if its lease is free; True when this replica attempted it."""
+        if self._stopping or self._paused_until > time.monotonic():
+            return False
+        if not await self.outbox.claim(member, self.token, LEASE_SECONDS):
+            return False
+        attempt = _Attempt(member, self.token)
+        flood = parse_flood_id(member) is not None
         try:
-            # Before anything is posted, a Redis failover is waited out rather than fatal.
-            inc = await until_durable(
-                lambda: self._claim(incident_id, token), what=f"claim of incident {incident_id}"
+            try:
+                async with asyncio.timeout(ATTEMPT_SECONDS):
+                    if flood:
+                        await self._deliver_flood(attempt)
+                    else:
+                        await self._deliver_incident(attempt)
+            except SlackApiError as exc:
+                await self._defer(attempt, exc.response.get("error") or "error", exc)
+            except (aiohttp.ClientError, TimeoutError, OSError) as exc:
+                await self._defer(attempt, type(exc).__name__, None)
+            else:
+                await self.outbox.finish(member, self.token, self.window)
+        except StoreUnavailable:
+            # Redis went away mid-attempt: release the lease when it is back, or the member
+            # would wait for the lease to expire.
+            self._unreleased[member] = attempt
+            raise
+        return True
+
+    async def _release_unfinished(self) -> None:
+        """Attempts cut short by a Redis failure count as failed: lease released, retried."""
+        for member, attempt in list(self._unreleased.items()):
+            await self.outbox.defer(
+                member,
+                attempt.token,
+                retry_after_seconds=None,
+                redirty=True,  # whatever Slack got, the next attempt brings it up to date
+                max_backoff_seconds=MAX_BACKOFF_SECONDS,
             )
-        except StoreUnavailable as exc:
-            log.error("incident %s not posted: Redis unavailable (%s)", incident_id, exc)
-            return
-        if inc is None:
-            return
-        try:
-            resp = await self.client.chat_postMessage(
-                channel=self.channel, text=incident_fallback_text(inc), blocks=incident_blocks(inc)
+            del self._unreleased[member]
+
+    async def _deliver_incident(self, attempt: _Attempt) -> None:
+        member = attempt.member
+        attempt.took_dirty = await self.outbox.take_dirty(member)
+        inc = await self.store.get(member)
+        if inc is None or inc.status != "open":
+            return  # closed or gone: finish drops it from the outbox
+        text, blocks = incident_fallback_text(inc), incident_blocks(inc)
+        if inc.ts is None:
+            resp = await self._call(
+                "chat.postMessage", channel=self.channel, text=text, blocks=blocks
             )
-        except SlackApiError as exc:
-            self.metrics.slack_api_errors.labels("chat.postMessage").inc()
-            log.error("posting incident %s failed: %s", incident_id, exc.response.get("error"))
-            return
-        channel, ts = str(resp["channel"]), str(resp["ts"])
-        await self.store.set_message(incident_id, channel, ts)
-        if not await self.thread.post(channel, ts, THREAD_INTRO):
-            self.metrics.slack_api_errors.labels("chat.postMessage").inc()
-
-    async def _flush_later(self, incident_id: str) -> None:
-        try:
-            while True:
-                await asyncio.sleep(self.window)
-                await self._update(incident_id)
-                await self.store.release_update_slot(incident_id)
-                # An alert may have landed between the update and the release: re-check.
-                if not await self.store.is_dirty(incident_id):
-                    return
-                if not await self.store.take_update_slot(incident_id, self._slot_ttl()):
-                    return
-        except Exception:
-            log.exception("coalesced update of %s failed", incident_id)
-            await self.store.release_update_slot(incident_id)
-
-    async def _update(self, incident_id: str) -> None:
-        inc = await self.store.get(incident_id)
-        for _ in range(50):
-            if inc is None or inc.ts is not None:
-                break
-            await asyncio.sleep(0.2)  # the creator is still posting the first message
-            inc = await self.store.get(incident_id)
-        if inc is None or inc.ts is None or inc.channel is None:
-            return
-        if not await self.store.take_dirty(incident_id):
-            return
-        channel, ts = inc.channel, inc.ts
-        inc = await self.store.get(incident_id) or inc
-        try:
-            await self.client.chat_update(
+            channel, ts = str(resp["channel"]), str(resp["ts"])
+            await self.outbox.set_message(member, channel, ts)
+            attempt.took_dirty = False  # the new message shows the latest state
+        else:
+            channel, ts = inc.channel or self.channel, inc.ts
+            if attempt.took_dirty:
+                await self._call("chat.update", channel=channel, ts=ts, text=text, blocks=blocks)
+                attempt.took_dirty = False
+        if inc.intro_pending:
+            await self._call(
+                "chat.postMessage",
                 channel=channel,
-                ts=ts,
-                text=incident_fallback_text(inc),
-                blocks=incident_blocks(inc),
+                thread_ts=ts,
+                text=THREAD_INTRO,
+                blocks=[section(THREAD_INTRO)],
             )
-        except SlackApiError as exc:
-            self.metrics.slack_api_errors.labels("chat.update").inc()
-            log.error("updating incident %s failed: %s", incident_id, exc.response.get("error"))
 
-    async def drain(self) -> None:
-        """Wait for pending posts and updates (shutdown, tests)."""
-        while self._tasks:
-            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+    async def _deliver_flood(self, attempt: _Attempt) -> None:
+        member = attempt.member
+        attempt.took_dirty = await self.outbox.take_dirty(member)
+        flood = await self.floods.get(member)
+        if flood is None:
+            return
+        text, blocks = flood_fallback_text(flood), flood_blocks(flood)
+        if flood.ts is None:
+            resp = await self._call(
+                "chat.postMessage", channel=self.channel, text=text, blocks=blocks
+            )
+            await self.outbox.set_message(member, str(resp["channel"]), str(resp["ts"]))
+        elif attempt.took_dirty:
+            await self._call(
+                "chat.update",
+                channel=flood.channel or self.channel,
+                ts=flood.ts,
+                text=text,
+                blocks=blocks,
+            )
+        attempt.took_dirty = False
+
+    async def _call(self, method: str, **params: object) -> dict[str, object]:
+        try:
+            resp = await self.client.api_call(method, json=params)
+        except SlackApiError:
+            self.metrics.slack_api_errors.labels(method).inc()
+            raise
+        return dict(resp.data) if isinstance(resp.data, dict) else {}
+
+    async def _defer(self, attempt: _Attempt, why: str, exc: SlackApiError | None) -> None:
+        wait = retry_after_seconds(exc) if exc is not None else None
+        if wait is not None:
+            # Slack's rate limits are per method and workspace: every member waits, not one.
+            self._paused_until = max(self._paused_until, time.monotonic() + wait)
+        attempts, due_in = await self.outbox.defer(
+            attempt.member,
+            attempt.token,
+            retry_after_seconds=wait,
+            redirty=attempt.took_dirty,
+            max_backoff_seconds=MAX_BACKOFF_SECONDS,
+        )
+        if wait is not None:
+            log.warning(
+                "message of %s not delivered: Slack rate limit (%s); next in %.0f s (Retry-After)",
+                attempt.member,
+                why,
+                due_in,
+            )
+            return
+        log.log(
+            logging.WARNING if attempts < 5 else logging.ERROR,
+            "message of %s not delivered to Slack (%s); attempt %d, next in %.1f s",
+            attempt.member,
+            why,
+            attempts,
+            due_in,
+        )

@@ -9,9 +9,31 @@ from slack_bolt.async_app import AsyncAck, AsyncApp
 from handlers.context import ServeContext
 from handlers.diagnosis_request import request_diagnosis
 from handlers.render.incident import USAGE, incident_line, incident_status_text
+from state.incidents import Incident
 from state.keys import parse_incident_id
 
 COMMAND = "/ad1411"
+LIST_LIMIT = 25
+READERS_ONLY = (
+    "Incident details (`list`, `status`) are shown only to responders and approvers, since "
+    "they name domain controllers and forests. Ask an on-call responder, or an admin to add "
+    "you to `slack.responders`."
+)
+
+
+def list_text(incidents: list[Incident], total: int) -> str:
+    """The answer to `list`: says when it shows only part of the open incidents."""
+    if not incidents:
+        return "No open 1411 incidents."
+    lines = [incident_line(i) for i in incidents]
+    if total > len(lines):
+        head = (
+            f"*Open 1411 incidents: the {len(lines)} oldest of {total}* "
+            f"(the list stops at {LIST_LIMIT}; `{COMMAND} status <incident-id>` shows any one)"
+        )
+    else:
+        head = f"*Open 1411 incidents ({len(lines)})*"
+    return head + "\n" + "\n".join(lines)
 
 
 def register(app: AsyncApp, ctx: ServeContext) -> None:
@@ -25,13 +47,11 @@ def register(app: AsyncApp, ctx: ServeContext) -> None:
         user = str(command.get("user_id", ""))
         if verb == "help":
             await ack(text=USAGE)
+        elif verb in ("list", "status") and not await ctx.is_responder(user):
+            await ack(text=READERS_ONLY)
         elif verb == "list":
-            incidents = await ctx.store.list_open()
-            if not incidents:
-                await ack(text="No open 1411 incidents.")
-            else:
-                lines = [incident_line(i) for i in incidents]
-                await ack(text=f"*Open 1411 incidents ({len(lines)})*\n" + "\n".join(lines))
+            incidents = await ctx.store.list_open(limit=LIST_LIMIT)
+            await ack(text=list_text(incidents, await ctx.store.count_open()))
         elif verb in ("status", "diagnose"):
             if len(args) != 1:
                 await ack(

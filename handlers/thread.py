@@ -5,13 +5,17 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import aiohttp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from handlers.render.text import MESSAGE_TEXT_LIMIT, fit, section
+from handlers.slack_retry import with_slack_retries
 from state.incidents import Incident
 
 log = logging.getLogger(__name__)
+# A thread post waits this long for Slack through rate limits and outages, then is logged.
+THREAD_POST_SECONDS = 120.0
 
 
 class IncidentThread:
@@ -27,18 +31,28 @@ class IncidentThread:
         text: str,
         blocks: list[dict[str, Any]] | None = None,
     ) -> bool:
-        """Post in the thread of (channel, thread_ts); False (logged) when Slack refused."""
-        try:
-            await self.slack.chat_postMessage(
+        """Post in the thread of (channel, thread_ts), through rate limits and Slack outages of
+        up to THREAD_POST_SECONDS; False (logged) when Slack refused or never answered."""
+
+        async def call() -> object:
+            return await self.slack.chat_postMessage(
                 channel=channel,
                 thread_ts=thread_ts,
                 text=fit(text, MESSAGE_TEXT_LIMIT),
                 blocks=blocks if blocks is not None else [section(text)],
             )
+
+        try:
+            await with_slack_retries(
+                call, deadline_seconds=THREAD_POST_SECONDS, what=f"thread post {thread_ts}"
+            )
         except SlackApiError as exc:
             log.error(
                 "posting in thread %s/%s failed: %s", channel, thread_ts, exc.response.get("error")
             )
+            return False
+        except (aiohttp.ClientError, TimeoutError, ConnectionError) as exc:
+            log.error("posting in thread %s/%s failed: %s", channel, thread_ts, type(exc).__name__)
             return False
         return True
 

@@ -29,6 +29,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ReadOnlyError, RedisError, ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from state.errors import StoreUnavailable as _StoreUnavailable
+
 log = logging.getLogger(__name__)
 T = TypeVar("T")
 
@@ -39,7 +41,7 @@ MAX_WAIT_TIMEOUT_MS = 60_000
 
 
 # What handlers catch when the store cannot take or confirm a change (they never import redis).
-StoreUnavailable = RedisError
+StoreUnavailable = _StoreUnavailable
 
 
 class WriteNotReplicated(RedisError):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import uuid
 from dataclasses import dataclass, field
 
 import redis.asyncio
@@ -14,8 +15,12 @@ from state.keys import (
     GLOBAL_AUDIT,
     INCIDENT_THREADS,
     OPEN_INCIDENTS,
+    OUTBOX,
+    READY_PROBE,
+    FloodKeys,
     IncidentKeys,
     incident_tag,
+    new_incidents_key,
     parse_incident_id,
     thread_field,
 )
@@ -36,11 +41,25 @@ class AlertRecord:
 
 @dataclass(frozen=True)
 class Intake:
-    """Result of recording one alert."""
+    """Result of recording one alert; `grouped` when it went into an alert flood instead."""
 
     incident_id: str
     created: bool
     count: int
+    grouped: bool = False
+
+
+@dataclass(frozen=True)
+class OpeningPolicy:
+    """Limits on opening incidents and on how often a message is updated."""
+
+    may_open: bool = True
+    per_minute: int = 1_000_000
+    coalesce_seconds: float = 30.0
+
+
+FLOOD_TTL_MS = 2 * 86_400_000
+FLOOD_ITEMS_LISTED = 50
 
 
 @dataclass
@@ -60,6 +79,9 @@ class Incident:
     channel: str | None = None
     ts: str | None = None
     observed_at: str | None = None
+    dirty: bool = False
+    intro_pending: bool = False
+    delivery_attempts: int = 0
 
     @property
     def tag(self) -> str:
@@ -85,6 +107,9 @@ def _incident(raw: dict[str, str], reporters: dict[str, str]) -> Incident:
         channel=_s("channel") or None,
         ts=_s("ts") or None,
         observed_at=_s("observed_at") or None,
+        dirty="dirty" in raw,
+        intro_pending="intro_pending" in raw,
+        delivery_attempts=int(_s("delivery_attempts") or 0),
     )
 
 
@@ -96,14 +121,35 @@ class IncidentStore:
         self.scripts = LuaScripts(client)
         self.audit = AuditLog(client)
 
-    async def record(self, alert: AlertRecord, *, now_ms: int | None = None) -> Intake:
-        """Open or update the incident for this alert's problem, in one script."""
+    async def record(
+        self,
+        alert: AlertRecord,
+        *,
+        now_ms: int | None = None,
+        policy: OpeningPolicy | None = None,
+    ) -> Intake:
+        """Open or count the incident of this alert's problem, or group it into the minute's
+        alert flood when the policy's caps are reached; one script."""
         now = now_ms if now_ms is not None else int(time.time() * 1000)
+        rules = policy or OpeningPolicy()
         tag = incident_tag(alert.forest, alert.dsa_guid)
         keys = IncidentKeys(tag)
+        minute = now // 60_000
+        flood = FloodKeys(minute)
         created, incident_id, count = await self.scripts(
             "record_alert",
-            [keys.incident, keys.reporters, keys.audit, keys.seq, OPEN_INCIDENTS, GLOBAL_AUDIT],
+            [
+                keys.incident,
+                keys.reporters,
+                keys.audit,
+                keys.seq,
+                OPEN_INCIDENTS,
+                GLOBAL_AUDIT,
+                OUTBOX,
+                new_incidents_key(minute),
+                flood.record,
+                flood.items,
+            ],
             [
                 now,
                 alert.forest,
@@ -114,10 +160,17 @@ class IncidentStore:
                 alert.source_format,
                 tag,
                 AUDIT_MAXLEN,
+                1 if rules.may_open else 0,
+                rules.per_minute,
+                max(1, int(rules.coalesce_seconds * 1000)),
+                flood.id,
+                FLOOD_TTL_MS,
+                FLOOD_ITEMS_LISTED,
             ],
         )
         iid = text(incident_id)
-        return Intake(incident_id=iid, created=bool(created), count=int(count))
+        outcome = int(created)
+        return Intake(iid, created=outcome == 1, count=int(count), grouped=outcome == 2)
 
     async def get(self, incident_id: str) -> Incident | None:
         """The incident with this id (open or archived), or None."""
@@ -133,6 +186,10 @@ class IncidentStore:
             if raw and int(raw.get("seq", "0")) == seq:
                 return _incident(raw, text_map(raw_rep))
         return None
+
+    async def count_open(self) -> int:
+        """How many incidents are open."""
+        return int(await self.client.zcard(OPEN_INCIDENTS))
 
     async def list_open(self, limit: int = 50) -> list[Incident]:
         """Open incidents, oldest first."""
@@ -176,40 +233,12 @@ class IncidentStore:
         return int(done) == 1
 
     async def ping(self) -> None:
-        """One real round trip to Redis (readiness)."""
-        await self.client.ping()
-
-    async def take_post_claim(
-        self, incident_id: str, ttl_s: float, claimer: str | None = None
-    ) -> bool:
-        """Claim the posting of the incident message (one replica posts it). True again for
-        the same claimer, so a claim retried through a failover is still the claimer's."""
-        tag, seq = parse_incident_id(incident_id)
-        key = f"{IncidentKeys(tag).post_lock}:{seq}"
-        mark = (claimer or "1").encode()
-        if await self.client.set(key, mark, nx=True, px=max(1, int(ttl_s * 1000))):
-            return True
-        return claimer is not None and await self.client.get(key) == mark
-
-    async def take_update_slot(self, incident_id: str, window_s: float) -> bool:
-        """Claim the right to update the incident message in this window (coalescing)."""
-        tag, _ = parse_incident_id(incident_id)
-        ok = await self.client.set(
-            IncidentKeys(tag).update_lock, b"1", nx=True, px=max(1, int(window_s * 1000))
-        )
-        return bool(ok)
-
-    async def release_update_slot(self, incident_id: str) -> None:
-        """Let the next alert claim an update slot."""
-        tag, _ = parse_incident_id(incident_id)
-        await self.client.delete(IncidentKeys(tag).update_lock)
-
-    async def take_dirty(self, incident_id: str) -> bool:
-        """Clear and return the 'message needs an update' flag."""
-        tag, _ = parse_incident_id(incident_id)
-        return bool(await self.client.hdel(IncidentKeys(tag).incident, "dirty"))
-
-    async def is_dirty(self, incident_id: str) -> bool:
-        """True when alerts arrived since the message was last updated."""
-        tag, _ = parse_incident_id(incident_id)
-        return bool(await self.client.hexists(IncidentKeys(tag).incident, "dirty"))
+        """A real round trip (readiness): a write read back, which a loading or read-only
+        server refuses and PING alone would not show."""
+        nonce = uuid.uuid4().hex
+        async with self.client.pipeline(transaction=True) as pipe:
+            pipe.set(READY_PROBE, nonce, px=60_000)
+            pipe.get(READY_PROBE)
+            _, got = await pipe.execute()
+        if text(got) != nonce:
+            raise ConnectionError("Redis did not read back what was just written")

@@ -7,6 +7,7 @@ import re
 
 PREFIX = "ad1411"
 _INCIDENT_ID = re.compile(r"^([0-9a-f]{10})-([1-9][0-9]{0,9})$")
+_FLOOD_ID = re.compile(r"^flood-([0-9]{1,12})$")
 
 
 def incident_tag(forest: str, dsa_guid: str) -> str:
@@ -25,6 +26,36 @@ def parse_incident_id(incident_id: str) -> tuple[str, int]:
     return m.group(1), int(m.group(2))
 
 
+def flood_id(minute: int) -> str:
+    """The id of the alert flood of one minute (Unix minutes)."""
+    return f"flood-{minute}"
+
+
+def parse_flood_id(value: str) -> int | None:
+    """The minute of a flood id, or None when value is not one."""
+    m = _FLOOD_ID.match(value)
+    return int(m.group(1)) if m else None
+
+
+class FloodKeys:
+    """Keys of one minute's alert flood: a hash like an incident's, and its listed items."""
+
+    def __init__(self, minute: int) -> None:
+        self.id = flood_id(minute)
+        self.record = f"{PREFIX}:{self.id}"
+        self.items = f"{PREFIX}:{self.id}:items"
+
+
+def new_incidents_key(minute: int) -> str:
+    """Counter of incidents opened in one minute, by all replicas."""
+    return f"{PREFIX}:new-incidents:{minute}"
+
+
+def outbox_claim(member: str) -> str:
+    """Who is delivering this outbox member now (a lease)."""
+    return f"{PREFIX}:outbox-claim:{member}"
+
+
 class IncidentKeys:
     """Keys of one problem's incidents (current and archived)."""
 
@@ -35,8 +66,6 @@ class IncidentKeys:
         self.reporters = f"{base}:reporters"
         self.audit = f"{base}:audit"
         self.seq = f"{base}:seq"
-        self.update_lock = f"{base}:update-lock"
-        self.post_lock = f"{base}:post-lock"
         self.diagnosis = f"{base}:diagnosis"
         self.diagnosis_pending = f"{base}:diagnosis-pending"
         self.procedure = f"{base}:proc-current"
@@ -63,3 +92,8 @@ INCIDENT_THREADS = f"{PREFIX}:incident-threads"
 def thread_field(channel: str, thread_ts: str) -> str:
     """The INCIDENT_THREADS field of the thread of message `thread_ts` in `channel`."""
     return f"{channel}:{thread_ts}"
+
+
+# Messages Slack must still get (incident or flood ids), scored by when they are due (ms).
+OUTBOX = f"{PREFIX}:slack-outbox"
+READY_PROBE = f"{PREFIX}:readyz-probe"

@@ -9,6 +9,7 @@ incident's hash tag. It stores bytes: the domain owns the JSON.
 from __future__ import annotations
 
 import hashlib
+import re
 import time
 import zlib
 from collections.abc import Mapping, Sequence
@@ -33,6 +34,10 @@ OUTPUT_TTL_SECONDS = 30 * 86_400
 OUTPUT_BUDGET_BYTES = 512 * 1024
 # The procedure's JSON is stored deflated (about 8 times smaller; level 1 costs ~40 us).
 _DATA_LEVEL = 1
+
+
+# procedure id : step key : job id prefix (what save_output hands out), nothing else.
+_OUTPUT_REF = re.compile(r"[0-9a-f]{10}-[0-9]{1,10}\.[0-9]{1,6}:[0-9a-z.\-]{1,20}:[0-9a-f]{1,32}")
 
 
 class CommitOutcome(StrEnum):
@@ -287,9 +292,11 @@ class ProcedureStore:
         return f"{procedure_id}:{name}" if int(kept) == 1 else ""
 
     async def load_output(self, ref: str) -> str | None:
-        """A saved output by its reference (None when expired or unknown)."""
+        """A saved output by its reference (None when expired, unknown, or not a reference)."""
+        if not _OUTPUT_REF.fullmatch(ref):
+            return None
         procedure_id, _, name = ref.partition(":")
-        raw = await self.client.hget(_outputs_key(procedure_id), name) if name else None
+        raw = await self.client.hget(_outputs_key(procedure_id), name)
         if raw is None:
             # Outputs kept before the per-procedure hash: one key each.
             raw = await self.client.get(f"{PREFIX}:{{{_tag(ref)}}}:output:{ref}")

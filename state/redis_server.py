@@ -9,13 +9,15 @@ The server logs which one it started.
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import logging
 import os
 import shutil
 import signal
 import subprocess
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -24,6 +26,29 @@ import redis
 
 log = logging.getLogger(__name__)
 BINARY_ENV = "REDIS_SERVER_BINARY"
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent() -> Callable[[], None] | None:
+    """A preexec_fn that makes the child get SIGTERM when its parent dies (Linux), or None.
+
+    libc is loaded here, before the fork, so the child only makes one system call.
+    """
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return None
+    try:
+        prctl = ctypes.CDLL(name, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None
+    parent = os.getpid()
+
+    def preexec() -> None:
+        prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+        if os.getppid() != parent:  # the parent died before prctl took effect
+            os._exit(1)
+
+    return preexec
 
 
 @dataclass(frozen=True)
@@ -89,12 +114,15 @@ class RedisServer:
         *,
         port: int = 0,
         appendonly: bool = True,
+        appendfsync: str = "everysec",
         extra_config: tuple[str, ...] = (),
         binary: RedisBinary | None = None,
     ) -> None:
         self.data_dir = data_dir.resolve()
         self.port = port
         self.appendonly = appendonly
+        # everysec: a killed server may lose its last second or two of writes; always: none.
+        self.appendfsync = appendfsync
         self.extra_config = extra_config
         self.binary = binary
         self.socket_path = self.data_dir / "redis.sock"
@@ -107,8 +135,64 @@ class RedisServer:
             return f"redis://127.0.0.1:{self.port}/0"
         return f"unix://{self.socket_path}?db=0"
 
+    @property
+    def pid(self) -> int | None:
+        """PID of our running server, or None."""
+        return self.process.pid if self.process is not None else None
+
+    def running(self) -> bool:
+        """True while the server we started is running."""
+        return self.process is not None and self.process.poll() is None
+
+    def exited(self) -> bool:
+        """True when we started a server and it is no longer running."""
+        return self.process is not None and self.process.poll() is not None
+
+    def answering(self, timeout: float = 0.5) -> bool:
+        """One PING with a short deadline: True when the server answers (and is not loading)."""
+        client = redis.Redis.from_url(
+            self.url, socket_timeout=timeout, socket_connect_timeout=timeout
+        )
+        try:
+            return bool(client.ping())
+        except (redis.RedisError, OSError):
+            return False
+        finally:
+            client.close()
+
     def start(self, timeout: float = 10.0) -> RedisServer:
         """Start the server and wait until it answers PING."""
+        self.spawn()
+        assert self.process is not None
+        binary = self.binary
+        deadline = time.monotonic() + timeout
+        while not self.answering():
+            if self.process.poll() is not None:
+                where = binary.path if binary else "redis-server"
+                raise RuntimeError(f"{where} exited at start-up:\n{self.log_tail()}")
+            if time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"redis-server did not answer within {timeout} s")
+            time.sleep(0.02)
+        if binary is not None:
+            log.info(
+                "started redis-server %s (from %s), pid %d, data in %s",
+                binary.path,
+                binary.source,
+                self.process.pid,
+                self.data_dir,
+            )
+        return self
+
+    def log_tail(self, chars: int = 2000) -> str:
+        """The end of the server's log file."""
+        try:
+            return (self.data_dir / "redis.log").read_text(errors="replace")[-chars:]
+        except OSError:
+            return ""
+
+    def spawn(self) -> None:
+        """Start the process (it dies with ours) without waiting for it to answer."""
         self.data_dir.mkdir(parents=True, exist_ok=True)
         conf = self.data_dir / "redis.conf"
         conf.write_text(
@@ -120,7 +204,7 @@ class RedisServer:
                     f"unixsocket {self.socket_path}",
                     "unixsocketperm 700",
                     f"appendonly {'yes' if self.appendonly else 'no'}",
-                    "appendfsync everysec",
+                    f"appendfsync {self.appendfsync}",
                     "save ''",
                     "daemonize no",
                     "protected-mode yes",
@@ -138,32 +222,8 @@ class RedisServer:
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
+            preexec_fn=_die_with_parent(),  # noqa: PLW1509 - it only calls prctl (no locks)
         )
-        deadline = time.monotonic() + timeout
-        client = redis.Redis.from_url(self.url)
-        try:
-            while True:
-                if self.process.poll() is not None:
-                    tail = (self.data_dir / "redis.log").read_text(errors="replace")[-2000:]
-                    raise RuntimeError(f"redis-server {binary.path} exited at start-up:\n{tail}")
-                try:
-                    if client.ping():
-                        log.info(
-                            "started redis-server %s (from %s), pid %d, data in %s",
-                            binary.path,
-                            binary.source,
-                            self.process.pid,
-                            self.data_dir,
-                        )
-                        return self
-                except (redis.ConnectionError, FileNotFoundError):
-                    pass
-                if time.monotonic() > deadline:
-                    self.stop()
-                    raise RuntimeError(f"redis-server did not answer within {timeout} s")
-                time.sleep(0.02)
-        finally:
-            client.close()
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop our server (SIGTERM lets it flush the AOF), by PID."""

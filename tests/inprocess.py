@@ -18,6 +18,7 @@ from typing import Any
 import aiohttp
 import redis
 
+from bot.app.logs import SafeFormatter
 from bot.app.serve import ServeRuntime
 from bot.config import EnvSettings, Settings, load_file_config
 from handlers.context import ServeContext
@@ -32,7 +33,7 @@ class LogCapture(logging.Handler):
     def __init__(self) -> None:
         super().__init__(logging.DEBUG)
         self.lines: list[str] = []
-        self.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+        self.setFormatter(SafeFormatter("%(levelname)s %(name)s: %(message)s"))
 
     def emit(self, record: logging.LogRecord) -> None:
         self.lines.append(self.format(record))
@@ -126,7 +127,12 @@ async def running_bot(
     old_level = root.level
     root.addHandler(logs)
     root.setLevel(logging.INFO)
-    runtime = await ServeRuntime(settings).start()
+    try:
+        runtime = await ServeRuntime(settings).start()
+    except BaseException:
+        root.removeHandler(logs)
+        root.setLevel(old_level)
+        raise
     sync = sync_client(settings.env.REDIS_URL or "")
     token = settings.env.ALERT_WEBHOOK_TOKEN
     try:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import logging
 import os
 import shutil
 import sys
@@ -18,11 +17,9 @@ EXIT_USAGE = 2
 
 
 def _setup_logging(level: str = "INFO") -> None:
-    logging.basicConfig(
-        level=getattr(logging, level, logging.INFO),
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
-    )
+    from bot.app.logs import setup_logging  # noqa: PLC0415
+
+    setup_logging(level)
 
 
 def _cmd_serve(_: argparse.Namespace) -> int:

@@ -13,14 +13,16 @@ from bot.config import Settings
 SLACK_TIMEOUT_SECONDS = 10
 
 
-def slack_client(settings: Settings) -> AsyncWebClient:
-    """The Web API client, with 429 and 5xx retries, pointed at SLACK_API_URL."""
+def slack_client(settings: Settings, *, retries: bool = True) -> AsyncWebClient:
+    """The Web API client pointed at SLACK_API_URL, with 429 and 5xx retries unless the
+    caller retries on its own (the outbox: one call per attempt, its own schedule)."""
     token = settings.env.SLACK_BOT_TOKEN
     client = AsyncWebClient(
         token=token.get_secret_value() if token is not None else None,
         base_url=settings.env.SLACK_API_URL,
         timeout=SLACK_TIMEOUT_SECONDS,
     )
-    client.retry_handlers.append(AsyncRateLimitErrorRetryHandler(max_retry_count=3))
-    client.retry_handlers.append(AsyncServerErrorRetryHandler(max_retry_count=3))
+    if retries:
+        client.retry_handlers.append(AsyncRateLimitErrorRetryHandler(max_retry_count=3))
+        client.retry_handlers.append(AsyncServerErrorRetryHandler(max_retry_count=3))
     return client

@@ -14,9 +14,11 @@ import logging
 import os
 import signal
 import socket
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import redis.asyncio
 from redis.exceptions import RedisError
@@ -48,6 +50,7 @@ from state.procedures import DcLocks, ProcedureStore
 from state.workers import WorkerRegistry
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 # How long to wait before the next try when Redis itself fails.
 REDIS_RETRY_SECONDS = 1.0
 MAX_DETAIL_CHARS = 300
@@ -245,6 +248,9 @@ class Worker:
             log.error("job %s: Redis failed (%s); left for reclaim", job.job_id, exc)
             outcome = "redis-error"
             return outcome
+        except asyncio.CancelledError:
+            outcome = "cancelled"  # shutdown: not acknowledged, another worker reclaims it
+            raise
         finally:
             log.info(
                 "job %s kind=%s incident=%s outcome=%s duration=%.3fs",
@@ -360,7 +366,7 @@ class Worker:
                 "press *Diagnose* again.",
             )
         try:
-            result = await asyncio.to_thread(_run_diagnosis, forest, inc)
+            result = await in_daemon_thread(_run_diagnosis, forest, inc)
         except (DirectoryError, ConfigError) as exc:
             raise JobFailed(
                 f"{exc} Nothing was changed.",
@@ -408,6 +414,34 @@ class Worker:
             await self.thread.say(inc, f"Procedure `{outcome.procedure_id}` is already running.")
 
 
+def in_daemon_thread(fn: Callable[..., T], *args: object) -> Awaitable[T]:
+    """Run blocking work (LDAP) in a daemon thread: a worker stopping at its shutdown limit
+    must not wait for a DC that never answers (the default executor would hold the exit)."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[T] = loop.create_future()
+
+    def run() -> None:
+        try:
+            outcome: tuple[T | None, BaseException | None] = (fn(*args), None)
+        except BaseException as exc:  # handed to the awaiting task
+            outcome = (None, exc)
+        # The loop is gone when the worker stopped meanwhile: nobody waits for the result.
+        with contextlib.suppress(RuntimeError):
+            loop.call_soon_threadsafe(_settle, future, *outcome)
+
+    threading.Thread(target=run, name="worker-blocking", daemon=True).start()
+    return future
+
+
+def _settle(future: asyncio.Future[T], result: T | None, exc: BaseException | None) -> None:
+    if future.done():
+        return  # the job was cancelled meanwhile (shutdown)
+    if exc is not None:
+        future.set_exception(exc)
+    else:
+        future.set_result(result)  # type: ignore[arg-type]
+
+
 def _run_diagnosis(forest: ForestSection, inc: Incident) -> Diagnosis:
     """The LDAP part, in a worker thread; the client is closed whatever happens."""
     directory = DirectoryClient.for_forest(forest)
@@ -423,7 +457,9 @@ def _run_diagnosis(forest: ForestSection, inc: Incident) -> Diagnosis:
 
 
 async def run_worker(settings: Settings) -> None:
-    """Run a worker until SIGTERM/SIGINT."""
+    """Run a worker until SIGTERM/SIGINT; the job in progress then gets
+    worker.shutdown_seconds, after which it is cancelled and stays queued (unacknowledged)
+    for the next worker to reclaim."""
     url = resolve_redis_url(settings.env.REDIS_URL, settings.env.AD1411_DATA_DIR)
     client = async_client(url)
     worker = Worker(settings, client, slack_client(settings))
@@ -431,8 +467,18 @@ async def run_worker(settings: Settings) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    running = asyncio.create_task(worker.run(stop))
     try:
-        await worker.run(stop)
+        await asyncio.wait(
+            {running, asyncio.create_task(stop.wait())}, return_when="FIRST_COMPLETED"
+        )
+        _, pending = await asyncio.wait({running}, timeout=settings.file.worker.shutdown_seconds)
+        if pending:
+            log.warning(
+                "shutdown limit reached: the job in progress stays queued for another worker"
+            )
+            running.cancel()
+        await asyncio.gather(running, return_exceptions=True)
     finally:
         await client.aclose()
 

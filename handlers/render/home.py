@@ -78,6 +78,7 @@ def home_view(
     *,
     approver: bool,
     pending: Sequence[PendingApproval],
+    responder: bool = True,
     incidents: Sequence[tuple[Incident, Procedure | None]],
     obligations: Sequence[tuple[Procedure, Obligation]],
     note: str = "",
@@ -90,6 +91,15 @@ def home_view(
         blocks.append(
             {"type": "context", "elements": [{"type": "mrkdwn", "text": fit(note, 2900)}]}
         )
+    if not responder:
+        # Incidents name DCs, forests and GUIDs: for responders and approvers only (as `list`).
+        blocks.append(
+            section(
+                "_You are not a responder or approver for 1411 incidents, so incidents and "
+                "approvals are not shown here. Ask an admin to add you to `slack.responders`._"
+            )
+        )
+        return {"type": "home", "blocks": blocks}
     blocks.append(section("*Waiting for your approval*"))
     if not approver:
         blocks.append(section("_You are not an approver; approvals are not yours to give._"))

@@ -183,16 +183,42 @@ def web_api_methods_called() -> dict[str, list[str]]:
     for package in SCANNED:
         for path in sorted((ROOT / package).rglob("*.py")):
             tree = ast.parse(path.read_text(encoding="utf-8"), filename=str(path))
-            for node in ast.walk(tree):
-                if (
-                    isinstance(node, ast.Call)
-                    and isinstance(node.func, ast.Attribute)
-                    and node.func.attr in client_methods
-                ):
+            calls = [n for n in ast.walk(tree) if isinstance(n, ast.Call)]
+            for node in calls:
+                if not isinstance(node.func, ast.Attribute):
+                    continue
+                where = f"{path.relative_to(ROOT)}:{node.lineno}"
+                if node.func.attr == "api_call":
+                    # api_call("chat.update", ...) names its method; api_call(method, ...) in a
+                    # wrapper is fed by the file's calls of the wrapper with a literal method.
+                    first = node.args[0] if node.args else None
+                    if isinstance(first, ast.Constant) and isinstance(first.value, str):
+                        found.setdefault(first.value, []).append(where)
+                    else:
+                        for method, at in _literal_methods(calls, path):
+                            found.setdefault(method, []).append(at)
+                elif node.func.attr in client_methods:
                     method = node.func.attr.replace("_", ".")
-                    where = f"{path.relative_to(ROOT)}:{node.lineno}"
                     found.setdefault(method, []).append(where)
     return found
+
+
+def _literal_methods(calls: list[ast.Call], path: Path) -> list[tuple[str, str]]:
+    """("chat.postMessage", where) for each call in a file whose first argument is a literal
+    Web API method name (what a wrapper around api_call is given)."""
+    dotted = re.compile(r"[a-z]+(\.[a-zA-Z]+)+")
+    out = []
+    for node in calls:
+        first = node.args[0] if node.args else None
+        if (
+            isinstance(first, ast.Constant)
+            and isinstance(first.value, str)
+            and dotted.fullmatch(first.value)
+            and isinstance(node.func, ast.Attribute)
+            and node.func.attr.endswith("call")
+        ):
+            out.append((first.value, f"{path.relative_to(ROOT)}:{node.lineno}"))
+    return out
 
 
 def listeners(kind: str) -> set[str]:

@@ -14,8 +14,10 @@ def write_config(
     forests: tuple[str, ...] = (FOREST,),
     responders: tuple[str, ...] = ("U0ONCALL1", "S0RESPOND"),
     extra: str = "",
+    sections: str = "",
 ) -> Path:
-    """A minimal valid config for the lab workspace."""
+    """A minimal valid config for the lab workspace (`extra` goes in [alerts]; `sections` are
+    whole TOML sections such as "[serve]\nbody_read_seconds = 1")."""
     lines = [
         "[slack]",
         'channel = "C0INCIDENT"',
@@ -25,6 +27,7 @@ def write_config(
         "[alerts]",
         f"coalesce_seconds = {coalesce_seconds}",
         extra,
+        sections,
     ]
     for forest in forests:
         lines += ["[[forests]]", f'name = "{forest}"', f'ldap_hosts = ["dc1.{forest}"]']

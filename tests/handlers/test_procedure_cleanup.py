@@ -172,7 +172,7 @@ async def test_closing_with_an_open_obligation_needs_an_approver_override(
 async def test_an_approver_approves_from_app_home_and_the_procedure_moves_on(
     lab: ProcedureLab,
 ) -> None:
-    _, incident = await _started(lab)
+    iid, incident = await _started(lab)
     ts = incident["ts"]
     msg = await lab.wait_message(ts, lambda m: "Request approval" in buttons(m))
     await lab.click(msg, "Request approval", RESPONDER)
@@ -190,6 +190,11 @@ async def test_an_approver_approves_from_app_home_and_the_procedure_moves_on(
     await lab.driver.open_home(RESPONDER)
     mine = await lab.emulator.wait_for_async(lambda: lab.emulator.home(RESPONDER), timeout=30)
     assert "reg.exe add" not in json.dumps(mine)
+    # Someone who is neither responder nor approver sees no incident (they name DCs and GUIDs).
+    await lab.driver.open_home("U0STRANGER")
+    theirs = await lab.emulator.wait_for_async(lambda: lab.emulator.home("U0STRANGER"), timeout=30)
+    assert "not a responder or approver" in json.dumps(theirs)
+    assert iid in text and iid not in json.dumps(theirs) and "reg.exe" not in json.dumps(theirs)
     await lab.driver.click_in_home(home, text="Approve", user_id=APPROVER2)
     await lab.wait_message(ts, lambda m: step_state(m, "1.1") == "done")
     refreshed = await lab.emulator.wait_for_async(

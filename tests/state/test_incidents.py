@@ -91,14 +91,6 @@ async def test_thread_of_the_incident_message_finds_the_incident(store: Incident
     assert await store.by_thread("C1", "1.000100") == intake.incident_id
 
 
-async def test_update_slot_coalesces(store: IncidentStore) -> None:
-    intake = await store.record(_alert())
-    assert await store.take_update_slot(intake.incident_id, 30)
-    assert not await store.take_update_slot(intake.incident_id, 30)
-    await store.release_update_slot(intake.incident_id)
-    assert await store.take_update_slot(intake.incident_id, 30)
-
-
 async def test_audit_records_opening(store: IncidentStore) -> None:
     intake = await store.record(_alert())
     lines = [line async for line in store.audit.export()]
