@@ -34,8 +34,11 @@ class LabBot:
 
 
 @contextmanager
-def lab_bot(config_extra: str = "", *, serve: list[str] | None = None) -> Iterator[LabBot]:
-    """Start redis-server, the emulator and serve; yield; stop all three and clean up."""
+def lab_bot(
+    config_extra: str = "", *, serve: list[str] | None = None, processes: int = 1
+) -> Iterator[LabBot]:
+    """Start redis-server, the emulator and serve (`processes` of it on one port); yield;
+    stop all three and clean up."""
     work = Path(tempfile.mkdtemp(prefix="bench-"))
     server = RedisServer(work / "redis", port=0).start()
     emulator = SlackEmulator().start()
@@ -58,7 +61,7 @@ def lab_bot(config_extra: str = "", *, serve: list[str] | None = None) -> Iterat
     }
     log = work / "serve.log"
     proc = subprocess.Popen(
-        serve or [sys.executable, "-m", "bot.app.cli", "serve"],
+        serve or [sys.executable, "-m", "bot.app.cli", "serve", "--processes", str(processes)],
         env=env,
         stdout=subprocess.PIPE,
         stderr=log.open("w"),

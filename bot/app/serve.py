@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 import time
@@ -99,8 +100,9 @@ class ServeRuntime:
     """The running serve process: HTTP site, optional Socket Mode, Redis client, the delivery
     loop and (with the embedded Redis) its supervisor."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, reuse_port: bool = False) -> None:
         self.settings = settings
+        self.reuse_port = reuse_port
         self.port = 0
         self._redis: Redis | None = None
         self._runner: web.AppRunner | None = None
@@ -132,7 +134,7 @@ class ServeRuntime:
             shutdown_timeout=self.settings.file.serve.shutdown_seconds / 2,
         )
         await self._runner.setup()
-        await web.TCPSite(self._runner, env.HOST, env.PORT).start()
+        await web.TCPSite(self._runner, env.HOST, env.PORT, reuse_port=self.reuse_port).start()
         addresses = self._runner.addresses
         self.port = int(addresses[0][1]) if addresses else env.PORT
         if env.SLACK_APP_TOKEN is not None:
@@ -189,9 +191,13 @@ class ServeRuntime:
             await self._redis.aclose()
 
 
-async def run_serve(settings: Settings) -> None:
+async def run_serve(settings: Settings, *, reuse_port: bool = False) -> None:
     """Run until SIGTERM/SIGINT, then stop within serve.shutdown_seconds."""
-    runtime = await ServeRuntime(settings).start()
+    runtime = await ServeRuntime(settings, reuse_port=reuse_port).start()
+    # What start-up built lives as long as the process: kept out of the collector, so a full
+    # collection walks only what requests create (it stalled clicks by tens of ms before).
+    gc.collect()
+    gc.freeze()
     print(f"ad1411 serve listening on {runtime.url}", flush=True)
     if settings.env.SLACK_APP_TOKEN is not None:
         print("ad1411 serve connected in Socket Mode", flush=True)
