@@ -61,15 +61,23 @@ def _clicks(args: argparse.Namespace) -> list[RunResult]:
 def _ack(args: argparse.Namespace) -> list[RunResult]:
     from bench import bench_ack_latency  # noqa: PLC0415
 
-    opts = bench_ack_latency.parse(["--requests", str(args.clicks)])
-    return [bench_ack_latency.run(opts) for _ in range(args.repeats)]
+    runs = []
+    for _ in range(args.repeats):
+        for n in sorted({1, args.processes}):
+            opts = bench_ack_latency.parse(["--requests", str(args.clicks), "--processes", str(n)])
+            runs.append(bench_ack_latency.run(opts))
+    return runs
 
 
 def _alerts(args: argparse.Namespace) -> list[RunResult]:
     from bench import bench_alert_storm  # noqa: PLC0415
 
-    opts = bench_alert_storm.parse(["--alerts", str(args.alerts)])
-    return [bench_alert_storm.run(opts) for _ in range(args.repeats)]
+    runs = []
+    for _ in range(args.repeats):
+        for n in sorted({1, args.processes}):
+            opts = bench_alert_storm.parse(["--alerts", str(args.alerts), "--processes", str(n)])
+            runs.append(bench_alert_storm.run(opts))
+    return runs
 
 
 def _diagnosis(args: argparse.Namespace) -> list[RunResult]:
@@ -258,8 +266,11 @@ def report(outcomes: list[Outcome], args: argparse.Namespace, header: list[str])
         if o.skipped:
             lines += ["", o.skipped + "."]
             continue
-        lines += ["", f"{len(o.results)} repeats, {o.seconds:.0f} s. The last repeat:", ""]
-        lines += o.results[-1].table
+        per_repeat = max(1, len(o.results) // args.repeats)
+        lines += ["", f"{args.repeats} repeats, {o.seconds:.0f} s. The last repeat:", ""]
+        for result in o.results[-per_repeat:]:
+            lines += [*result.table, ""]
+        lines.pop()
     lines.append(END)
     return lines
 
@@ -287,6 +298,12 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, default=DOC, help="the doc to write (results part)")
     parser.add_argument("--no-write", action="store_true", help="print the results only")
     parser.add_argument("--clicks", type=int, default=500, help="clicks at concurrency 1")
+    parser.add_argument(
+        "--processes",
+        type=int,
+        default=2,
+        help="also measure serve --processes N (ack latency, alert storm); 1: only one",
+    )
     parser.add_argument("--alerts", type=int, default=20_000)
     parser.add_argument("--procedures", type=int, default=10)
     parser.add_argument("--diagnosis-runs", type=int, default=7)

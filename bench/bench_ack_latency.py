@@ -145,26 +145,30 @@ SERVE = "ad1411 serve"
 def run(args: argparse.Namespace | None = None) -> RunResult:
     """One run: both apps at concurrency 1 and 20; measures and the run's table."""
     args = args or parse([])
-    with lab_bot(args.config) as bot:
+    with lab_bot(args.config, processes=args.processes) as bot:
         lat = asyncio.run(_run(args, bot.url, bot.emulator))
     lines = [
         "| app | concurrency | clicks | p50 ms | p99 ms | p50 vs baseline | p99 vs baseline |",
         "|---|---|---|---|---|---|---|",
     ]
     measures = []
+    n = args.processes
+    suffix = "" if n == 1 else f"_p{n}"
     for conc in (1, 20):
         base = lat[BARE, conc]
         for label in (BARE, SERVE):
             ms = lat[label, conc]
+            shown = label if label == BARE or n == 1 else f"{label} --processes {n}"
             lines.append(
-                f"| {label} | {conc} | {len(ms)} | {_p(ms, 50):.2f} | {_p(ms, 99):.2f} | "
+                f"| {shown} | {conc} | {len(ms)} | {_p(ms, 50):.2f} | {_p(ms, 99):.2f} | "
                 f"{_p(ms, 50) / _p(base, 50):.2f} | {_p(ms, 99) / _p(base, 99):.2f} |"
             )
         for q in (50, 99):
             measures.append(
                 Measure(
-                    f"ack_p{q}_c{conc}",
-                    f"click-to-ack p{q}, concurrency {conc} (incl. Redis)",
+                    f"ack_p{q}_c{conc}{suffix}",
+                    f"click-to-ack p{q}, concurrency {conc} (incl. Redis)"
+                    + (f", serve --processes {n}" if n > 1 else ""),
                     "ms",
                     _p(lat[SERVE, conc], q),
                     _p(base, q),
@@ -179,6 +183,7 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--requests", type=int, default=500)
     parser.add_argument("--config", default="", help="extra TOML for the bot's configuration")
+    parser.add_argument("--processes", type=int, default=1, help="serve --processes N")
     return parser.parse_args(argv)
 
 

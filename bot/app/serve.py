@@ -15,12 +15,13 @@ import logging
 import signal
 import time
 
+import aiohttp
 from aiohttp import web
 from redis.asyncio import Redis
 from slack_bolt.adapter.socket_mode.async_handler import AsyncSocketModeHandler
 from slack_sdk.web.async_client import AsyncWebClient
 
-from bot.app.slack import slack_client
+from bot.app.slack import slack_client, slack_session
 from bot.config import Settings, check_serve_secrets
 from handlers.app import build_bolt_app, build_web_app
 from handlers.context import ServeContext
@@ -47,8 +48,14 @@ SUPERVISE_SECONDS = 0.5
 LINGERING_SECONDS = 1.0
 
 
-def build_context(settings: Settings, client: Redis, slack: AsyncWebClient) -> ServeContext:
-    """Wire the stores, the thread poster and the notifier around one Redis and one Slack."""
+def build_context(
+    settings: Settings,
+    client: Redis,
+    slack: AsyncWebClient,
+    session: aiohttp.ClientSession | None = None,
+) -> ServeContext:
+    """Wire the stores, the thread poster and the notifier around one Redis and one Slack
+    (both Slack clients on `session`'s connections when given)."""
     metrics = ServeMetrics()
     store = IncidentStore(client)
     thread = IncidentThread(slack)
@@ -57,7 +64,7 @@ def build_context(settings: Settings, client: Redis, slack: AsyncWebClient) -> S
         SlackOutbox(client),
         FloodStore(client),
         # One Slack call per delivery attempt: the outbox retries, durably, on its own clock.
-        client=slack_client(settings, retries=False),
+        client=slack_client(settings, retries=False, session=session),
         channel=settings.file.slack.channel,
         coalesce_seconds=settings.file.alerts.coalesce_seconds,
         metrics=metrics,
@@ -110,6 +117,7 @@ class ServeRuntime:
         self._tasks: list[asyncio.Task[None]] = []
         self._stopping = asyncio.Event()
         self._warm_up: asyncio.Task[None] | None = None
+        self._slack_session: aiohttp.ClientSession | None = None
         self.ctx: ServeContext | None = None
 
     @property
@@ -122,7 +130,9 @@ class ServeRuntime:
         env = self.settings.env
         check_serve_secrets(self.settings.file)
         self._redis = async_client(resolve_redis_url(env.REDIS_URL, env.AD1411_DATA_DIR))
-        self.ctx = build_context(self.settings, self._redis, slack_client(self.settings))
+        self._slack_session = slack_session()
+        slack = slack_client(self.settings, session=self._slack_session)
+        self.ctx = build_context(self.settings, self._redis, slack, self._slack_session)
         await self.ctx.jobs.ensure_group()
         bolt = build_bolt_app(self.ctx)
         self._runner = web.AppRunner(
@@ -187,6 +197,8 @@ class ServeRuntime:
             cancelled = await self.ctx.drain(max(0.1, end - time.monotonic()))
             if cancelled:
                 log.warning("shutdown limit reached: %d Slack reply(ies) not sent", cancelled)
+        if self._slack_session is not None:
+            await self._slack_session.close()
         if self._redis is not None:
             await self._redis.aclose()
 
