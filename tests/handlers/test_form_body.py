@@ -32,7 +32,7 @@ def test_any_body_parses_as_parse_qsl(pairs: list[tuple[str, str]]) -> None:
 
 
 def test_a_click_payload_keeps_escaped_plus_ampersand_and_equals() -> None:
-    payload = {"value": "a+b c%2B&d=e;f", "text": "ünï € \"q\" <@U1>", "trailing": "x  "}
+    payload = {"value": "a+b c%2B&d=e;f", "text": 'ünï € "q" <@U1>', "trailing": "x  "}
     body = urlencode({"payload": json.dumps(payload)}) + "&click=3"
     assert json.loads(dict(parse_form(body))["payload"]) == payload
     assert dict(parse_form(body))["click"] == "3"
