@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -19,6 +20,7 @@ from handlers.slack_requests import (
     SLACK_BODY_KEY,
     SLACK_PATH,
     SLACK_PAYLOAD_KEY,
+    SLACK_STARTED_KEY,
     CheckedBoltRequest,
     SlackRequestGate,
 )
@@ -27,6 +29,9 @@ from handlers.webhook import CTX_KEY, AlertWebhook
 log = logging.getLogger(__name__)
 BOLT_KEY: web.AppKey[AsyncApp] = web.AppKey("bolt", AsyncApp)
 AUTH_CACHE_SECONDS = 30.0
+# When serve answers a Slack request at the latest, counted from its arrival (Slack gives up
+# at 3 s, network included).
+ACK_BUDGET_SECONDS = 2.5
 
 
 def build_bolt_app(ctx: ServeContext) -> AsyncApp:
@@ -101,13 +106,24 @@ def build_web_app(
     )
 
     async def slack_events(request: web.Request) -> web.Response:
+        payload = request[SLACK_PAYLOAD_KEY]
         bolt_req = CheckedBoltRequest(
             raw_body=request[SLACK_BODY_KEY],
-            payload=request[SLACK_PAYLOAD_KEY],
+            payload=payload,
             query=request.query_string,
             headers=dict(request.headers),
         )
-        return await to_aiohttp_response(await bolt.async_dispatch(bolt_req))
+        # Slack waits 3 s for the answer. A listener normally takes milliseconds (one Redis
+        # transition, never a DC); one that waits out a Redis failover is answered empty at
+        # the budget and finishes afterwards, its text going through response_url.
+        dispatch = asyncio.ensure_future(bolt.async_dispatch(bolt_req))
+        left = ACK_BUDGET_SECONDS - (time.monotonic() - request[SLACK_STARTED_KEY])
+        done, _ = await asyncio.wait({dispatch}, timeout=max(0.1, left))
+        if not done:
+            log.warning("Slack request still running at the ack budget; acknowledged, goes on")
+            ctx.finish_after_ack(dispatch, payload)
+            return web.json_response({})
+        return await to_aiohttp_response(dispatch.result())
 
     async def healthz(_: web.Request) -> web.Response:
         problems = liveness() if liveness is not None else {}

@@ -6,6 +6,7 @@ Handlers reach Redis only through the stores of `state/`; there is no raw client
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 from collections.abc import Coroutine
@@ -161,6 +162,20 @@ class ServeContext:
         """May this user approve risky steps?"""
         return is_member(user_id, self.settings.file.slack.approvers, await self._group_members())
 
+    def finish_after_ack(self, task: asyncio.Task[Any], payload: dict[str, Any]) -> None:
+        """A Slack request whose listener outlived the ack budget (it waits out a Redis
+        failover): Slack already has an empty ack; the listener goes on, and the text it meant
+        for the person is sent through the request's response_url when it is done."""
+        self.metrics.slack_late.inc()
+
+        async def finish() -> None:
+            resp = await task
+            text = _answer_text(getattr(resp, "body", ""))
+            if text:
+                self.reply_ephemeral(payload, text)
+
+        self.spawn(finish())
+
     def reply_ephemeral(self, body: dict[str, Any], text: str) -> None:
         """Answer the clicking user through the request's response_url, after the ack.
 
@@ -226,3 +241,15 @@ class ServeContext:
             await self._http.close()
             self._http = None
         return cancelled
+
+
+def _answer_text(body: object) -> str:
+    """The `text` of a JSON answer Bolt built (a slash command's reply), else ""."""
+    if not isinstance(body, str) or not body.startswith("{"):
+        return ""
+    try:
+        answer = json.loads(body)
+    except ValueError:
+        return ""
+    text = answer.get("text") if isinstance(answer, dict) else None
+    return text if isinstance(text, str) else ""

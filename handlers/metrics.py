@@ -28,6 +28,18 @@ class ServeMetrics:
             ["method"],
             registry=self.registry,
         )
+        self.slack_late = Counter(
+            "ad1411_slack_finished_after_ack_total",
+            "Slack requests acknowledged empty at the ack budget and finished afterwards "
+            "(Redis slow or failing over); their text went through response_url",
+            registry=self.registry,
+        )
+        self.procedure_clicks = Counter(
+            "ad1411_procedure_clicks_total",
+            "Procedure buttons and forms, by what became of them",
+            ["outcome"],
+            registry=self.registry,
+        )
         self.request_seconds = Histogram(
             "ad1411_http_request_seconds",
             "Time to answer HTTP requests",

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import re
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from slack_bolt.async_app import AsyncAck, AsyncApp
@@ -29,9 +30,18 @@ from handlers.render.procedure import (
     reason_modal,
 )
 from handlers.transitions import Acted, Refused, Repeated
+from state.durability import StoreUnavailable, until_durable
 from state.procedures import AuditEntry, StoredProcedure
 
 log = logging.getLogger(__name__)
+CONFIRMED_LATE = (
+    "Your click took effect: Redis confirmed it once it was back. The procedure message shows it."
+)
+UNCONFIRMED = (
+    ":warning: Your click could not be confirmed: the bot's Redis is unavailable or failing "
+    "over. Look at the procedure message in a minute; if it does not show your change, press "
+    "again (a click that did take effect is never applied twice)."
+)
 _ACTS = "|".join(
     a.value
     for a in (*NEEDS_REASON, Act.REQUEST_APPROVAL, Act.APPROVE, Act.RUN, Act.RETRY, Act.CLOSE)
@@ -168,7 +178,8 @@ def register(app: AsyncApp, ctx: ServeContext) -> None:
     @app.action(ACTION_PATTERN)
     async def on_button(ack: AsyncAck, body: dict[str, Any]) -> None:
         await ack()
-        await _on_button(ctx, body)
+        if not await _through_failover(ctx, lambda: _on_button(ctx, body)):
+            ctx.reply_ephemeral(body, UNCONFIRMED)
 
     @app.view(REASON_CALLBACK)
     async def on_reason(ack: AsyncAck, body: dict[str, Any], view: dict[str, Any]) -> None:
@@ -244,6 +255,20 @@ async def _ask_reason(
         ctx.reply_ephemeral(body, "Slack did not open the form; press the button again.")
 
 
+async def _through_failover(ctx: ServeContext, work: Callable[[], Awaitable[Any]]) -> bool:
+    """Run a click's work, again from the start while Redis fails over (every read is safe to
+    repeat, and the request token makes a repeated transition a no-op); False when Redis could
+    not take or confirm it in time."""
+    try:
+        await until_durable(
+            work, what="a procedure click", deadline_seconds=ctx.procedures.retry_seconds
+        )
+    except StoreUnavailable as exc:
+        log.warning("a procedure click could not be confirmed: %s", exc)
+        return False
+    return True
+
+
 async def perform(
     ctx: ServeContext,
     procedure_id: str,
@@ -255,17 +280,51 @@ async def perform(
     channel: str = "",
 ) -> str:
     """One transition for one person, then tell them and the thread; returns what was said."""
+    ended: list[tuple[str, str]] = []
+
+    async def attempt() -> None:
+        again = bool(ended)
+        ended[:] = [("", "")]
+        outcome, said = await _perform(
+            ctx, procedure_id, intent, user_id, once=once, body=body, channel=channel
+        )
+        if outcome == "repeated" and again:
+            # This very click was applied by an earlier try that Redis could not confirm then.
+            outcome, said = "acted", CONFIRMED_LATE
+            await _tell(ctx, body, channel, user_id, said)
+        ended[:] = [(outcome, said)]
+
+    if not await _through_failover(ctx, attempt):
+        ctx.metrics.procedure_clicks.labels("unconfirmed").inc()
+        await _tell(ctx, body, channel, user_id, UNCONFIRMED)
+        return UNCONFIRMED
+    outcome, said = ended[0]
+    ctx.metrics.procedure_clicks.labels(outcome).inc()
+    return said
+
+
+async def _perform(
+    ctx: ServeContext,
+    procedure_id: str,
+    intent: Intent,
+    user_id: str,
+    *,
+    once: str,
+    body: dict[str, Any] | None,
+    channel: str,
+) -> tuple[str, str]:
+    """(what became of the click: acted, refused or repeated; what the person was told)."""
     try:
         incident_id, _ = parse_procedure_id(procedure_id)
     except ValueError:
-        return "That is not a procedure."
+        return "refused", "That is not a procedure."
     actor = await _actor(ctx, user_id)
     outcome = await ctx.engine.act(procedure_id, intent, actor, once=once, incident_id=incident_id)
     if isinstance(outcome, Repeated):
-        return ""
+        return "repeated", ""
     if isinstance(outcome, Refused):
         await _tell(ctx, body, channel, user_id, outcome.refusal.reason)
-        return outcome.refusal.reason
+        return "refused", outcome.refusal.reason
     assert isinstance(outcome, Acted)
     proc = outcome.procedure
     ctx.spawn(ctx.procedure_messages.changed(proc.id))
@@ -282,12 +341,19 @@ async def perform(
         ctx.spawn(_announce_close(ctx, proc, outcome.change.say, bool(intent.reason)))
     if proc.status is ProcedureStatus.ABORTED:
         ctx.spawn(ctx.post_report(proc))
-    return outcome.change.say
+    return "acted", outcome.change.say
 
 
 async def _say(ctx: ServeContext, incident_id: str, text: str) -> None:
-    """Say something in the incident thread (after the ack: the incident is read here)."""
-    inc = await ctx.store.get(incident_id)
+    """Say something in the incident thread (after the ack: the incident is read here, through
+    a failover if need be; the click has taken effect whatever happens to this)."""
+    try:
+        inc = await until_durable(
+            lambda: ctx.store.get(incident_id), what=f"incident {incident_id}"
+        )
+    except StoreUnavailable:
+        log.warning("incident %s unreadable: the thread was not told of a click", incident_id)
+        return
     if inc is not None:
         await ctx.thread.say(inc, text)
 

@@ -7,6 +7,7 @@ repairs a message a dead process left stale). Never imports Bolt.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from typing import Any
@@ -17,6 +18,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 from bot.procedure.model import procedure_from_json
 from handlers.render.procedure import procedure_blocks, procedure_fallback
 from handlers.thread import IncidentThread
+from state.durability import StoreUnavailable, until_durable
 from state.incidents import IncidentStore
 from state.procedures import ProcedureStore
 
@@ -60,9 +62,17 @@ class ProcedureMessages:
                     return
                 if not await self.store.take_update_slot(procedure_id, self._slot_ttl()):
                     return
-        except Exception:
-            log.exception("updating the message of procedure %s failed", procedure_id)
-            await self.store.release_update_slot(procedure_id)
+        except Exception as exc:
+            if isinstance(exc, StoreUnavailable):
+                log.warning("updating the message of procedure %s failed: %s", procedure_id, exc)
+            else:
+                log.exception("updating the message of procedure %s failed", procedure_id)
+            # Through a failover too: a slot left held would stall every update for its TTL.
+            with contextlib.suppress(StoreUnavailable):
+                await until_durable(
+                    lambda: self.store.release_update_slot(procedure_id),
+                    what=f"update slot of procedure {procedure_id}",
+                )
 
     async def flush(self, procedure_id: str) -> None:
         """Post the message if it has none yet, else update it when it is stale."""

@@ -12,6 +12,7 @@ from handlers.context import ServeContext
 from handlers.render.diagnosis import diagnosis_headline
 from handlers.transitions import Acted, Busy, Refused, Repeated
 from state.diagnoses import DiagnosisRequest
+from state.durability import StoreUnavailable, until_durable
 
 PENDING_SECONDS = 600
 
@@ -23,7 +24,26 @@ def approval_policy(ctx: ServeContext) -> ApprovalPolicy:
 
 
 async def start_procedure(ctx: ServeContext, incident_id: str, user_id: str, once: str) -> str:
-    """Start the procedure of an open incident; returns the text for the clicking user."""
+    """Start the procedure of an open incident; returns the text for the clicking user.
+
+    Tried again from the start while Redis fails over: the reads are safe to repeat, and the
+    click's token makes a start that did take effect a no-op.
+    """
+    try:
+        return await until_durable(
+            lambda: _start(ctx, incident_id, user_id, once),
+            what=f"start of a procedure for {incident_id}",
+            deadline_seconds=ctx.procedures.retry_seconds,
+        )
+    except StoreUnavailable:
+        return (
+            f":warning: Starting the procedure of `{incident_id}` could not be confirmed: the "
+            "bot's Redis is unavailable or failing over. Look in the incident thread in a "
+            "minute; if no procedure message is there, press *Start procedure* again."
+        )
+
+
+async def _start(ctx: ServeContext, incident_id: str, user_id: str, once: str) -> str:
     if not await ctx.is_responder(user_id):
         return (
             "You are not a responder for 1411 incidents, so you cannot start the procedure. "

@@ -4,6 +4,13 @@ The rules live in the domain; this store only commits a decided transition if th
 it was decided on is still current (`procedure_commit.lua`), atomically with its audit
 entries, its job, and the request token that makes a Slack retry a no-op. Keys share the
 incident's hash tag. It stores bytes: the domain owns the JSON.
+
+Through a failover: every commit carries a request token (the caller's, or one of its own) and
+a nonce of this attempt. When a commit's reply is lost or its replicas do not confirm it in
+time (`WriteNotReplicated`), the same commit is sent again until it is confirmed. The script
+then tells "applied by this very attempt earlier" (the token holds this nonce: the commit
+stands, once) from "never applied" (a promoted replica without it: commit now) from "another
+request with this token" (a duplicate).
 """
 
 from __future__ import annotations
@@ -11,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import re
 import time
+import uuid
 import zlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -21,12 +29,17 @@ import redis.asyncio
 
 from state.audit import AUDIT_MAXLEN
 from state.codec import text, text_map
+from state.durability import until_durable
 from state.keys import ACTIVE_PROCEDURES, GLOBAL_AUDIT, JOBS_STREAM, PREFIX, IncidentKeys
 from state.scripts import LuaScripts
 
 # A Slack request token is remembered this long: Slack retries an event within 5 minutes and
 # never retries an interaction, so an hour covers every retry with room to spare.
 ONCE_TTL_MS = 3_600_000
+# A token of the store's own (a worker's report) only has to outlive the retries of its commit.
+OWN_TOKEN_TTL_MS = 600_000
+# How long a write is retried through a failover before the caller is told it failed.
+RETRY_SECONDS = 30.0
 # Full command outputs: kept compressed beside the procedure, capped, for a month.
 OUTPUT_MAX_BYTES = 64 * 1024
 OUTPUT_TTL_SECONDS = 30 * 86_400
@@ -115,23 +128,34 @@ def _flatten(entries: Sequence[AuditEntry], now_ms: int) -> list[str]:
 class ProcedureStore:
     """Atomic procedure operations on one Redis."""
 
-    def __init__(self, client: redis.asyncio.Redis) -> None:
+    def __init__(
+        self, client: redis.asyncio.Redis, *, retry_seconds: float = RETRY_SECONDS
+    ) -> None:
         self.client = client
         self.scripts = LuaScripts(client)
+        self.retry_seconds = retry_seconds
 
     @staticmethod
-    def _once(tag: str, token: str | None) -> tuple[str, str]:
-        """The problem's request-token set and this token's member in it ('' when none)."""
-        if not token:
-            return "", ""
+    def _once_key(tag: str, token: str) -> str:
+        # A digest, not the token: Slack's trigger_id:action_ts is 60 characters, and every
+        # transition and audited command keeps one key for a while.
         digest = hashlib.sha256(token.encode(), usedforsecurity=False).hexdigest()[:24]
-        return f"{PREFIX}:{{{tag}}}:once", digest
+        return f"{PREFIX}:{{{tag}}}:once:{digest}"
+
+    @staticmethod
+    def _token(once: str | None, nonce: str) -> tuple[str, int]:
+        """The request token of a write and how long it is remembered."""
+        return (once, ONCE_TTL_MS) if once else (f"own:{nonce}", OWN_TOKEN_TTL_MS)
 
     async def next_id(self, incident_id: str) -> str:
         """A new procedure id for this incident (3f9a0c1b2e-1.1, .2, ...)."""
         tag = _tag(incident_id)
-        n = await self.client.incr(f"{PREFIX}:{{{tag}}}:proc-seq:{incident_id}")
-        return f"{incident_id}.{int(n)}"
+        while True:
+            n = await self.client.incr(f"{PREFIX}:{{{tag}}}:proc-seq:{incident_id}")
+            procedure_id = f"{incident_id}.{int(n)}"
+            # A counter a failover took back must not hand out an id that exists.
+            if not await self.client.exists(procedure_key(procedure_id)):
+                return procedure_id
 
     async def ids_for(self, incident_id: str) -> list[str]:
         """Every procedure this incident had, oldest first."""
@@ -172,38 +196,48 @@ class ProcedureStore:
         once: str | None = None,
         start: bool = False,
     ) -> CommitResult:
-        """Write a decided transition if nothing changed meanwhile (see procedure_commit.lua)."""
+        """Write a decided transition if nothing changed meanwhile (see procedure_commit.lua).
+
+        Returns once the transition is durable (replicas confirmed it, when required), retrying
+        it through a failover; raises the store's error when it cannot be confirmed in time.
+        """
         tag = _tag(procedure_id)
         keys = IncidentKeys(tag)
         now = int(time.time() * 1000)
-        once_key, once_token = self._once(tag, once)
+        nonce = uuid.uuid4().hex
+        token, ttl_ms = self._token(once, nonce)
+        stored = pack(data)
         job_args: list[str] = [str(len(job or {}))]
         for k, v in (job or {}).items():
             job_args += [k, v]
-        reply: Any = await self.scripts(
-            "procedure_commit",
-            [
-                procedure_key(procedure_id),
-                keys.procedure,
-                keys.audit,
-                JOBS_STREAM,
-                GLOBAL_AUDIT,
-                ACTIVE_PROCEDURES,
-                once_key,
-            ],
-            [
-                procedure_id,
-                expected_version,
-                pack(data),
-                status,
-                "start" if start else "update",
-                ONCE_TTL_MS,
-                AUDIT_MAXLEN,
-                now,
-                once_token,
-                *_flatten(audit, now),
-                *job_args,
-            ],
+        reply: Any = await until_durable(
+            lambda: self.scripts(
+                "procedure_commit",
+                [
+                    procedure_key(procedure_id),
+                    keys.procedure,
+                    keys.audit,
+                    JOBS_STREAM,
+                    GLOBAL_AUDIT,
+                    ACTIVE_PROCEDURES,
+                    self._once_key(tag, token),
+                ],
+                [
+                    procedure_id,
+                    expected_version,
+                    stored,
+                    status,
+                    "start" if start else "update",
+                    ttl_ms,
+                    AUDIT_MAXLEN,
+                    now,
+                    nonce,
+                    *_flatten(audit, now),
+                    *job_args,
+                ],
+            ),
+            what=f"transition of procedure {procedure_id}",
+            deadline_seconds=self.retry_seconds,
         )
         outcome = CommitOutcome(text(reply[0]))
         if outcome is CommitOutcome.OK:
@@ -215,22 +249,33 @@ class ProcedureStore:
             return CommitResult(outcome, version, current)
         if outcome is CommitOutcome.BUSY:
             return CommitResult(outcome, busy_with=text(reply[1]))
+        made, _, by = text(reply[1]).partition(":")
+        if by == nonce:
+            # This very commit was applied by an earlier attempt whose reply was lost or not
+            # confirmed in time: it stands, once, and is now confirmed.
+            return CommitResult(CommitOutcome.OK, int(made))
         return CommitResult(outcome)
 
     async def note(
         self, incident_id: str, audit: Sequence[AuditEntry], *, once: str | None = None
     ) -> bool:
-        """Audit what changed no state (a refusal), once per request token; False: repeat."""
+        """Audit what changed no state (a refusal, a command run), once per request token,
+        retried through a failover like a commit; False when the token was seen before."""
         tag = _tag(incident_id)
         keys = IncidentKeys(tag)
         now = int(time.time() * 1000)
-        once_key, once_token = self._once(tag, once)
-        res = await self.scripts(
-            "procedure_note",
-            [keys.audit, GLOBAL_AUDIT, once_key],
-            [ONCE_TTL_MS, AUDIT_MAXLEN, now, once_token, *_flatten(audit, now)],
+        nonce = uuid.uuid4().hex
+        token, ttl_ms = self._token(once, nonce)
+        res: Any = await until_durable(
+            lambda: self.scripts(
+                "procedure_note",
+                [keys.audit, GLOBAL_AUDIT, self._once_key(tag, token)],
+                [ttl_ms, AUDIT_MAXLEN, nonce, *_flatten(audit, now)],
+            ),
+            what=f"audit of incident {incident_id}",
+            deadline_seconds=self.retry_seconds,
         )
-        return int(res) == 1
+        return text(res[0]) == "written" or text(res[1]) == nonce
 
     async def active_ids(self) -> list[str]:
         """Every active procedure, oldest first."""
@@ -239,13 +284,16 @@ class ProcedureStore:
     # -- its Slack message ----------------------------------------------------------------
 
     async def set_message(self, procedure_id: str, channel: str, ts: str) -> bool:
-        """Remember the procedure message, once; False when one was already recorded."""
-        key = procedure_key(procedure_id)
-        async with self.client.pipeline(transaction=True) as pipe:
-            pipe.hsetnx(key, "msg_ts", ts)
-            pipe.hsetnx(key, "msg_channel", channel)
-            first, _ = await pipe.execute()
-        return bool(first)
+        """Remember the procedure message, once; False when one was already recorded.
+
+        The message exists in Slack whatever happens to Redis: retried until it is recorded.
+        """
+        res = await until_durable(
+            lambda: self.scripts("procedure_message", [procedure_key(procedure_id)], [channel, ts]),
+            what=f"message of procedure {procedure_id}",
+            deadline_seconds=self.retry_seconds,
+        )
+        return int(res) == 1
 
     async def take_post_claim(self, procedure_id: str, ttl_s: float) -> bool:
         """Claim the first posting of the procedure message (one process posts it)."""
@@ -284,10 +332,16 @@ class ProcedureStore:
                 raw[:OUTPUT_MAX_BYTES]
                 + b"\n... (output cut at 64 KiB; its SHA-256 is in the audit)"
             )
-        kept = await self.scripts(
-            "save_output",
-            [_outputs_key(procedure_id)],
-            [name, zlib.compress(raw, 6), OUTPUT_BUDGET_BYTES, OUTPUT_TTL_SECONDS],
+        blob = zlib.compress(raw, 6)
+        # The script keeps a run's output once: retried through a failover like a commit.
+        kept = await until_durable(
+            lambda: self.scripts(
+                "save_output",
+                [_outputs_key(procedure_id)],
+                [name, blob, OUTPUT_BUDGET_BYTES, OUTPUT_TTL_SECONDS],
+            ),
+            what=f"output of {procedure_id}:{name}",
+            deadline_seconds=self.retry_seconds,
         )
         return f"{procedure_id}:{name}" if int(kept) == 1 else ""
 
@@ -307,39 +361,49 @@ class ProcedureStore:
 
 
 class DcLocks:
-    """One change at a time per DC: a lock with a token and an expiry."""
+    """One change at a time per DC: a lock with a token and an expiry.
 
-    def __init__(self, client: redis.asyncio.Redis) -> None:
+    Taking, keeping and stealing wait for replicas like transitions, and are retried through a
+    failover (each recognizes its own earlier attempt): a lock a failover took back would let
+    two changes run on one DC.
+    """
+
+    def __init__(
+        self, client: redis.asyncio.Redis, *, retry_seconds: float = RETRY_SECONDS
+    ) -> None:
         self.client = client
         self.scripts = LuaScripts(client)
+        self.retry_seconds = retry_seconds
 
     @staticmethod
     def key(name: str) -> str:
         """The lock key of a DC (or of the directory)."""
         return f"{PREFIX}:dc-lock:{name.lower()}"
 
+    async def _run(self, script: str, name: str, args: list[Any]) -> int:
+        res = await until_durable(
+            lambda: self.scripts(script, [self.key(name)], args),
+            what=f"{script} of {name}",
+            deadline_seconds=self.retry_seconds,
+        )
+        return int(res)
+
     async def acquire(self, name: str, token: str, ttl_s: float) -> bool:
         """Take the lock if free; True when this token now holds it."""
-        ok = await self.client.set(
-            self.key(name), token.encode(), nx=True, px=max(1, int(ttl_s * 1000))
-        )
-        return bool(ok)
+        return await self._run("lock_acquire", name, [token, max(1, int(ttl_s * 1000))]) == 1
 
     async def extend(self, name: str, token: str, ttl_s: float) -> bool:
         """Keep holding it; False when the token no longer holds it."""
-        res = await self.scripts("lock_extend", [self.key(name)], [token, int(ttl_s * 1000)])
-        return int(res) == 1
+        return await self._run("lock_extend", name, [token, max(1, int(ttl_s * 1000))]) == 1
 
     async def steal(self, name: str, old_token: str, new_token: str, ttl_s: float) -> bool:
         """Take the lock from a holder known to be dead, if it still holds it."""
-        res = await self.scripts(
-            "lock_steal", [self.key(name)], [old_token, new_token, int(ttl_s * 1000)]
-        )
-        return int(res) == 1
+        ttl_ms = max(1, int(ttl_s * 1000))
+        return await self._run("lock_steal", name, [old_token, new_token, ttl_ms]) == 1
 
     async def release(self, name: str, token: str) -> bool:
         """Release it if this token holds it."""
-        return int(await self.scripts("lock_release", [self.key(name)], [token])) == 1
+        return await self._run("lock_release", name, [token]) == 1
 
     async def holder(self, name: str) -> str | None:
         """The token holding the lock, if any."""

@@ -15,16 +15,11 @@ def _read(*parts: str) -> str:
     return resources.files("state").joinpath("lua", *parts).read_text(encoding="utf-8")
 
 
-# The libraries of state/lua/lib, each put in front of a script that calls its functions.
-_LIBRARIES = {"audit_append.lua": ("audit_append(",), "once.lua": ("once_seen(", "once_record(")}
-
-
 def _source(name: str) -> str:
-    """A script's text, with each library it calls (audit_append, once) in front."""
+    """A script's text, with the audit library in front when it appends to an audit stream."""
     text = _read(f"{name}.lua")
-    for library, calls in _LIBRARIES.items():
-        if any(call in text for call in calls):
-            text = _read("lib", library) + "\n" + text
+    if "audit_append(" in text:
+        text = _read("lib", "audit_append.lua") + "\n" + text
     return text
 
 

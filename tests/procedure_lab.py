@@ -14,8 +14,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import redis.asyncio
-
 from bot.app.slack import slack_client
 from bot.app.worker import Worker
 from bot.config import Settings
@@ -25,6 +23,7 @@ from lab.dcsim.simulator import DcLab, SimulatedDc
 from lab.slack_driver import BotResponse, SlackDriver
 from lab.slack_emulator import SlackEmulator
 from state.audit import AuditLog
+from state.connection import async_client
 from state.diagnoses import DiagnosisStore
 from state.keys import GLOBAL_AUDIT
 from tests.fixtures_dcsim import DCSIM_PASSWORD, DCSIM_USER
@@ -137,7 +136,7 @@ class ProcedureLab:
 
     def start_worker(self) -> Worker:
         """One more in-process worker on this loop."""
-        client = redis.asyncio.Redis.from_url(self.redis_url)
+        client = async_client(self.redis_url)
         worker = Worker(self.settings, client, slack_client(self.settings))
         self.workers.append(asyncio.create_task(worker.run(self.stop)))
         return worker
@@ -161,7 +160,7 @@ class ProcedureLab:
 
     async def seed_diagnosis(self, incident_id: str, diagnosis: Diagnosis | None = None) -> None:
         """Store a fresh diagnosis as the worker would have."""
-        client = redis.asyncio.Redis.from_url(self.redis_url)
+        client = async_client(self.redis_url)
         await DiagnosisStore(client).finish(
             incident_id,
             "seeded",
@@ -201,7 +200,7 @@ class ProcedureLab:
 
     async def audit(self) -> list[dict[str, str]]:
         """Every global audit entry so far."""
-        client = redis.asyncio.Redis.from_url(self.redis_url)
+        client = async_client(self.redis_url)
         entries = [json.loads(x) async for x in AuditLog(client).export(GLOBAL_AUDIT)]
         await client.aclose()
         return entries

@@ -61,6 +61,7 @@ from handlers.report_poster import post_report
 from handlers.thread import IncidentThread
 from handlers.transitions import Acted, ProcedureEngine, Refused
 from state.audit import AuditLog
+from state.durability import until_durable
 from state.incidents import IncidentStore
 from state.jobs import Job
 from state.procedures import AuditEntry, DcLocks, ProcedureStore
@@ -451,7 +452,10 @@ class StepRunner:
         self._spawn_update(proc.id)
 
     async def _announce(self, proc: Procedure, step: PlannedStep) -> None:
-        inc = await self.incidents.get(proc.incident_id)
+        # The result is recorded: say it, through a failover if one is under way.
+        inc = await until_durable(
+            lambda: self.incidents.get(proc.incident_id), what=f"incident of {proc.id}"
+        )
         if inc is None or inc.channel is None or inc.ts is None:
             return
         text, blocks = result_blocks(proc, step)

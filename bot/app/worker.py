@@ -43,7 +43,7 @@ from handlers.transitions import Acted, Busy, ProcedureEngine
 from state.audit import AuditLog
 from state.connection import async_client, resolve_redis_url
 from state.diagnoses import DiagnosisStore
-from state.durability import until_durable
+from state.durability import is_transient, until_durable
 from state.incidents import Incident, IncidentStore
 from state.jobs import Job, JobQueue
 from state.procedures import DcLocks, ProcedureStore
@@ -286,6 +286,10 @@ class Worker:
             await self._failed(kind, job, exc.reason, exc.next_step)
             return "failed"
         except Exception as exc:
+            if isinstance(exc, RedisError) and is_transient(exc):
+                # Redis could not take or confirm a report even through its retries: the job
+                # stays pending, and its next run (reclaimed) finds what had taken effect.
+                raise
             log.exception("job %s (%s) raised", job.job_id, job.kind)
             detail = f"{type(exc).__name__}: {exc}"[:MAX_DETAIL_CHARS]
             await self._failed(

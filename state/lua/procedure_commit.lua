@@ -1,10 +1,16 @@
--- procedure_commit(keys=[proc, current, incident_audit, jobs, global_audit, active_index, once], args=[proc_id, expected_version, data, status, mode, once_ttl_ms, audit_maxlen, now_ms, once_token, n_events, (n_fields, k, v, ...)*, n_job_fields, k, v, ...])
+-- procedure_commit(keys=[proc, current, incident_audit, jobs, global_audit, active_index, once], args=[proc_id, expected_version, data, status, mode, once_ttl_ms, audit_maxlen, now_ms, attempt_nonce, n_events, (n_fields, k, v, ...)*, n_job_fields, k, v, ...])
 -- Commit one procedure transition decided by the pure rules: only if the version is still the
 -- one the decision read (compare-and-set), write the new state, append the audit entries to
--- both streams, queue the job, and remember the request token; all or nothing.
--- Returns {'ok', version} | {'conflict', version, data} | {'duplicate'} | {'busy', current_id}.
-if once_seen(KEYS[7], ARGV[9], ARGV[8]) then
-  return {'duplicate'}
+-- both streams, queue the job, and remember the request token with the version it made and
+-- the attempt's nonce; all or nothing.
+-- Returns {'ok', version} | {'conflict', version, data} | {'duplicate', 'version:nonce'} |
+-- {'busy', current_id}.
+local seen = redis.call('GET', KEYS[7])
+if seen then
+  -- Write (propagate) so that WAIT after this reply also covers the commit the token made:
+  -- a retry of an applied but unconfirmed commit returns only once replicas hold it.
+  redis.call('PEXPIRE', KEYS[7], ARGV[6])
+  return {'duplicate', seen}
 end
 local version = tonumber(redis.call('HGET', KEYS[1], 'version') or '0')
 if ARGV[5] == 'start' then
@@ -48,5 +54,5 @@ if n_job > 0 then
   end
   redis.call('XADD', KEYS[4], '*', unpack(job))
 end
-once_record(KEYS[7], ARGV[9], ARGV[8], ARGV[6])
+redis.call('SET', KEYS[7], new_version .. ':' .. ARGV[9], 'PX', ARGV[6])
 return {'ok', tostring(new_version)}

@@ -1,11 +1,16 @@
 """Several replicas against one Redis: three `ad1411 serve` and two `ad1411 worker` processes,
-alerts and diagnosis requests spread over the serve processes, one serve and one worker killed
-(SIGKILL) while diagnoses are in flight. Nothing is lost and nothing happens twice: one incident
-per problem, counts equal to the alerts acknowledged, one message per incident, every queued
-diagnosis finished once and said once in its thread.
+Slack's requests and the alerts spread over the serve processes, one serve and one worker killed
+(SIGKILL) midway. Nothing is lost and nothing happens twice.
 
-Written for the flows that exist now (alerts, incidents, diagnoses); the procedure engine's
-steps, approvals and obligations join the same phases when they land.
+- Alerts and diagnoses, killed while diagnoses are in flight: one incident per problem, counts
+  equal to the alerts acknowledged, one message per incident, every queued diagnosis finished
+  once and said once in its thread.
+- The KB938704 procedure, from Start procedure to Close, with approvals by different people,
+  steps run on simulated DCs over real WinRM, killed while a change is in flight on a DC: every
+  acknowledged click took effect once, the dead worker's run is reclaimed and finds its change
+  made, and the simulator's command log shows each change once. Steps that need a directory
+  (3, 3b, 5, 12) are skipped with a reason here; tests/e2e/test_procedure_full_run.py runs
+  them on the Samba lab.
 """
 
 from __future__ import annotations
@@ -24,12 +29,32 @@ from typing import Any
 import aiohttp
 import pytest
 import redis
+import redis.asyncio
 
+from bot.directory.model import diagnosis_to_json
 from lab.alert_samples import FORMATS, alert_body, dsa_guid
+from lab.dcsim.simulator import DcLab, SimulatedDc
 from lab.slack_driver import SlackDriver
 from lab.slack_emulator import SlackEmulator
+from state.diagnoses import DiagnosisStore
 from state.keys import GLOBAL_AUDIT, JOBS_GROUP, JOBS_STREAM
+from state.procedures import procedure_key
+from tests.fixtures_dcsim import DCSIM_PASSWORD, DCSIM_USER
 from tests.handlers.serve_config import FOREST
+from tests.procedure_lab import (
+    APPROVER1,
+    APPROVER2,
+    MISSING,
+    REPORTER,
+    RESPONDER,
+    ROOT,
+    TARGET_GUID,
+    buttons,
+    seeded_diagnosis,
+    step_line,
+    write_procedure_config,
+)
+from tests.procedure_run import Clicks, drive, each_change_once, procedure_id_of
 from tests.procs import LISTENING, BotProcess, http_env
 from tests.waiting import until
 
@@ -95,13 +120,22 @@ class Cluster:
         self.workers: list[BotProcess] = []
 
     def start(self, serves: int, workers: int) -> Cluster:
-        for i in range(serves):
-            proc = BotProcess(["serve"], {"PORT": "0", **self.env}, self.logs / f"serve{i}.log")
-            self.serves.append((proc, proc.wait_for_line(LISTENING).group(1)))
-        for i in range(workers):
-            proc = BotProcess(["worker"], self.env, self.logs / f"worker{i}.log")
-            proc.wait_for_line(re.compile("worker .* ready"))
-            self.workers.append(proc)
+        # All at once: each process spends most of its start-up importing.
+        started = [
+            BotProcess(["serve"], {"PORT": "0", **self.env}, self.logs / f"serve{i}.log")
+            for i in range(serves)
+        ]
+        self.workers = [
+            BotProcess(["worker"], self.env, self.logs / f"worker{i}.log") for i in range(workers)
+        ]
+        try:
+            self.serves = [(proc, proc.wait_for_line(LISTENING).group(1)) for proc in started]
+            for proc in self.workers:
+                proc.wait_for_line(re.compile("worker .* ready"))
+        except BaseException:
+            for proc in [*started, *self.workers]:
+                proc.stop()
+            raise
         return self
 
     def stop(self) -> None:
@@ -289,3 +323,195 @@ async def _finished(db: redis.Redis, n: int) -> bool:
 async def _said_all(emulator: SlackEmulator, incidents: list[str]) -> bool:
     said = _said(emulator)
     return all(said[i] >= 1 for i in incidents)
+
+
+# -- the procedure, end to end, across the processes ---------------------------------------
+
+# The change in flight lasts IN_FLIGHT_SECONDS on the DC; the survivor takes the dead worker's
+# DC lock only once its heartbeat is stale, which is after that change has landed (as a real
+# change in flight would land): so its precheck finds the change made, whatever the timing.
+IN_FLIGHT_SECONDS = 4.0
+PROCEDURE_CONFIG = f"""
+[approvals]
+temporary = 2
+[worker]
+heartbeat_seconds = 0.3
+heartbeat_stale_seconds = {IN_FLIGHT_SECONDS + 1}
+reclaim_idle_seconds = 3
+"""
+# Who approves what: one approver for a change, both (in turn) for a temporary change.
+APPROVERS = {
+    "1.1": (APPROVER2,),
+    "1.2": (APPROVER1,),
+    "4": (APPROVER2, APPROVER1),
+    "6": (APPROVER1, APPROVER2),
+    "7": (APPROVER2,),
+}
+KILL_AT = "4"  # the step whose run is in flight when a worker and a serve are killed
+SPN = "Replicator Allow SPN Fallback"
+
+
+class Balancer:
+    """What Slack does through a load balancer: each request to the next serve still up."""
+
+    def __init__(self, cluster: Cluster, emulator: SlackEmulator, secret: str) -> None:
+        self.cluster = cluster
+        self.emulator = emulator
+        self.secret = secret
+        self.turn = 0
+        self.handled: Counter[str] = Counter()
+
+    def next(self) -> SlackDriver:
+        alive = set(self.cluster.alive_serves())
+        while True:
+            _, url = self.cluster.serves[self.turn % len(self.cluster.serves)]
+            self.turn += 1
+            if url in alive:
+                self.handled[url] += 1
+                return SlackDriver(
+                    self.emulator, signing_secret=self.secret, bot_url=url + "/slack/events"
+                )
+
+
+async def _free_of_updaters(db: redis.Redis, procedure_id: str) -> bool:
+    """No process is between two updates of the procedure message (holds its update slot)."""
+    return not await asyncio.to_thread(db.exists, procedure_key(procedure_id) + ":slot")
+
+
+async def _running_on(root: SimulatedDc, what: str) -> bool:
+    return any(what in c.command_line and c.outcome == "running" for c in root.commands())
+
+
+class MidStepKill:
+    """At step KILL_AT: its change is slow on dc1; once it runs, SIGKILL the worker running it
+    and one serve."""
+
+    def __init__(self, cluster: Cluster, db: redis.Redis, root: SimulatedDc) -> None:
+        self.cluster = cluster
+        self.db = db
+        self.root = root
+
+    async def before_run(self, key: str, _msg: dict[str, Any]) -> None:
+        if key == KILL_AT:
+            self.root.faults.slow(IN_FLIGHT_SECONDS, match="reg.exe add", times=1)
+
+    async def after_run(self, key: str, msg: dict[str, Any]) -> None:
+        if key != KILL_AT:
+            return
+        await until(
+            lambda: _running_on(self.root, "reg.exe add"), timeout=30, what="the change running"
+        )
+        pending = await asyncio.to_thread(
+            self.db.xpending_range, JOBS_STREAM, JOBS_GROUP, "-", "+", 10
+        )
+        assert len(pending) == 1, pending
+        pid = int(str(pending[0]["consumer"]).rsplit("-", 1)[1])
+        running = next(w for w in self.cluster.workers if w.proc.pid == pid)
+        # A process killed between two message updates would leave the message stale for the
+        # update slot's lifetime (30 s) before the sweeper repaints it: kill outside that window.
+        procedure_id = procedure_id_of(msg)
+        await until(lambda: _free_of_updaters(self.db, procedure_id), timeout=30, what="no updater")
+        running.kill()
+        self.cluster.serves[1][0].kill()
+        outcomes = [c.outcome for c in self.root.commands() if "reg.exe add" in c.command_line]
+        assert outcomes[-1] == "running", "the change was no longer in flight when the worker died"
+
+
+async def test_the_procedure_to_its_end_with_a_serve_and_a_worker_killed_mid_step(
+    tmp_path: Path,
+    redis_url: str,
+    slack_env: dict[str, str],
+    slack_emulator: SlackEmulator,
+    db: redis.Redis,
+) -> None:
+    dcs = DcLab(FOREST, tmp_path / "dcsim")
+    cluster: Cluster | None = None
+    try:
+        sims = [
+            dcs.add_dc(f"dc{i}.{FOREST}", auth="ntlm", user=DCSIM_USER, password=DCSIM_PASSWORD)
+            for i in (1, 2, 3)
+        ]
+        dcs.forest.connect_all(except_pairs=frozenset({(ROOT, MISSING)}))
+        cfg = write_procedure_config(tmp_path / "c.toml", sims, PROCEDURE_CONFIG)
+        env = http_env(
+            slack_env,
+            REDIS_URL=redis_url,
+            AD1411_CONFIG=str(cfg),
+            LAB_WINRM_PASSWORD=DCSIM_PASSWORD,
+            ALERT_WEBHOOK_TOKEN=TOKEN,
+        )
+        cluster = Cluster(env, tmp_path).start(serves=3, workers=2)
+        await _procedure_run(cluster, env, db, slack_emulator, dcs)
+    finally:
+        if cluster is not None:
+            cluster.stop()
+        dcs.stop()
+
+
+async def _open_incident(urls: list[str], emulator: SlackEmulator) -> tuple[str, dict[str, Any]]:
+    """The alert of each reporting DC, each through another serve: one incident."""
+    incident_ids = set()
+    for url, dc in zip(urls, (ROOT, REPORTER), strict=False):
+        body, ctype = alert_body("event_text", dc, TARGET_GUID, FOREST)
+        headers = {"Authorization": f"Bearer {TOKEN}", "Content-Type": ctype}
+        async with (
+            aiohttp.ClientSession() as s,
+            s.post(url + "/alerts", data=body, headers=headers) as r,
+        ):
+            assert r.status == 202
+            incident_ids.add(str((await r.json())["incidents"][0]["incident_id"]))
+    (iid,) = incident_ids
+    found = await emulator.wait_for_async(
+        lambda: [
+            m
+            for m in emulator.messages("C0INCIDENT")
+            if m.get("thread_ts") in (None, m["ts"]) and TARGET_GUID in json.dumps(m)
+        ],
+        timeout=30,
+    )
+    return iid, found[0]
+
+
+async def _procedure_run(
+    cluster: Cluster,
+    env: dict[str, str],
+    db: redis.Redis,
+    emulator: SlackEmulator,
+    dcs: DcLab,
+) -> None:
+    urls = [url for _, url in cluster.serves]
+    iid, incident = await _open_incident(urls, emulator)
+    client = redis.asyncio.Redis.from_url(str(env["REDIS_URL"]))
+    await DiagnosisStore(client).finish(
+        iid,
+        "seeded",
+        user_id=RESPONDER,
+        outcome="done",
+        result=diagnosis_to_json(seeded_diagnosis()),
+    )
+    await client.aclose()
+
+    balancer = Balancer(cluster, emulator, env["SLACK_SIGNING_SECRET"])
+    clicks = Clicks(balancer.next, emulator, incident["ts"])
+    await clicks.click(incident, "Start procedure", RESPONDER, "procedure_started")
+    kill = MidStepKill(cluster, db, dcs.dc(ROOT))
+    closed = await drive(clicks, APPROVERS, before_run=kill.before_run, after_run=kill.after_run)
+    assert buttons(closed) == []
+
+    # Every acknowledged click took effect, once (and no one was refused anything).
+    audit = _audit(db)
+    clicks.took_effect_once(audit)
+    # The dead worker's run was reclaimed; the change it had made was found, not made again.
+    assert [e["step"] for e in audit if e["event"] == "step_reclaimed"] == [KILL_AT]
+    assert "the earlier run had applied it" in step_line(closed, KILL_AT)
+    finished = Counter(
+        e["step"] for e in audit if e["event"] in ("step_done", "step_already_done", "step_failed")
+    )
+    assert set(finished.values()) == {1} and "step_failed" not in {e["event"] for e in audit}
+    # Each change ran on its DC exactly once: the simulator's own command log.
+    each_change_once(dcs)
+    assert dcs.dc(ROOT).registry_value(SPN) is None  # the temporary change was taken back
+    # Requests were spread over the three serves (the dead one only while it was up).
+    assert set(balancer.handled) == set(urls) and all(balancer.handled[u] >= 2 for u in urls)
+    assert db.xpending(JOBS_STREAM, JOBS_GROUP)["pending"] == 0
+    assert TOKEN not in cluster.stderr()

@@ -287,3 +287,22 @@ async def test_a_failed_step_says_why_and_offers_retry(
             timeout=20,
         )
         assert "reg.exe add" in json.dumps(shown[-1])
+
+
+async def test_a_listener_slower_than_slacks_3_s_is_acknowledged_and_goes_on(
+    lab: ProcedureLab,
+) -> None:
+    # Skip opens its form inside the click (a trigger_id is good for 3 s); Slack answers
+    # views.open slowly this time. Serve acknowledges at its budget and the form still opens.
+    _, incident, msg = await _started(lab)
+    lab.emulator.faults.slow_next("views.open", delay=6.0)
+    reply = await lab.driver.click(msg, text="Skip", user_id=RESPONDER)
+    assert reply.status == 200 and reply.body in ("", "{}")
+    assert lab.emulator.views() == []  # answered before the slow call came back
+    views = await lab.emulator.wait_for_async(lab.emulator.views, timeout=30)
+    assert views[-1]["callback_id"] == "proc_reason"
+    late = lab.bot.ctx.metrics.registry.get_sample_value("ad1411_slack_finished_after_ack_total")
+    assert late == 1
+    # The form works as usual.
+    await lab.driver.submit_view(views[-1]["id"], reason_values("set by GPO"), user_id=RESPONDER)
+    await lab.wait_message(incident["ts"], lambda m: step_state(m, "1.1") == "skipped")
