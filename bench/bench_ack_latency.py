@@ -26,6 +26,7 @@ from slack_bolt.adapter.aiohttp import to_aiohttp_response, to_bolt_request
 from slack_bolt.async_app import AsyncAck, AsyncApp
 
 from bench.lab_bot import FOREST, SIGNING_SECRET, WEBHOOK_TOKEN, lab_bot
+from bench.results import Measure, RunResult
 from lab.alert_samples import alert_body, dsa_guid
 from lab.slack_driver import SlackDriver, slack_signature
 from lab.slack_emulator import LAB_BOT_TOKEN, SlackEmulator
@@ -96,7 +97,9 @@ async def _bare_bolt(emulator: SlackEmulator) -> tuple[web.AppRunner, str]:
     return runner, f"http://127.0.0.1:{runner.addresses[0][1]}/slack/events"
 
 
-async def _run(args: argparse.Namespace, serve_url: str, emulator: SlackEmulator) -> list[str]:
+async def _run(
+    args: argparse.Namespace, serve_url: str, emulator: SlackEmulator
+) -> dict[tuple[str, int], list[float]]:
     driver = SlackDriver(
         emulator, signing_secret=SIGNING_SECRET, bot_url=serve_url + "/slack/events"
     )
@@ -118,38 +121,75 @@ async def _run(args: argparse.Namespace, serve_url: str, emulator: SlackEmulator
     payload = driver.block_actions_payload(msg, button, user_id="U0ONCALL1")
     body = SlackDriver.interactive_request(payload).body
     runner, bare_url = await _bare_bolt(emulator)
-    rows = []
+    latencies: dict[tuple[str, int], list[float]] = {}
     loop = asyncio.get_running_loop()
     try:
         with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
             for conc in (1, 20):
                 n = args.requests if conc == 1 else args.requests * 4
-                base = await loop.run_in_executor(pool, measure_clicks, bare_url, body, n, conc)
-                ours = await loop.run_in_executor(
+                latencies[BARE, conc] = await loop.run_in_executor(
+                    pool, measure_clicks, bare_url, body, n, conc
+                )
+                latencies[SERVE, conc] = await loop.run_in_executor(
                     pool, measure_clicks, serve_url + "/slack/events", body, n, conc
                 )
-                for label, lat in (
-                    ("bare Bolt app, defaults (baseline)", base),
-                    ("ad1411 serve", ours),
-                ):
-                    rows.append(
-                        f"| {label} | {conc} | {n} | {_p(lat, 50):.2f} | {_p(lat, 99):.2f} | "
-                        f"{_p(lat, 50) / _p(base, 50):.2f} | {_p(lat, 99) / _p(base, 99):.2f} |"
-                    )
     finally:
         await runner.cleanup()
-    return rows
+    return latencies
+
+
+BARE = "bare Bolt app, defaults (baseline)"
+SERVE = "ad1411 serve"
+
+
+def run(args: argparse.Namespace | None = None) -> RunResult:
+    """One run: both apps at concurrency 1 and 20; measures and the run's table."""
+    args = args or parse([])
+    with lab_bot(args.config, processes=args.processes) as bot:
+        lat = asyncio.run(_run(args, bot.url, bot.emulator))
+    lines = [
+        "| app | concurrency | clicks | p50 ms | p99 ms | p50 vs baseline | p99 vs baseline |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    measures = []
+    n = args.processes
+    suffix = "" if n == 1 else f"_p{n}"
+    for conc in (1, 20):
+        base = lat[BARE, conc]
+        for label in (BARE, SERVE):
+            ms = lat[label, conc]
+            shown = label if label == BARE or n == 1 else f"{label} --processes {n}"
+            lines.append(
+                f"| {shown} | {conc} | {len(ms)} | {_p(ms, 50):.2f} | {_p(ms, 99):.2f} | "
+                f"{_p(ms, 50) / _p(base, 50):.2f} | {_p(ms, 99) / _p(base, 99):.2f} |"
+            )
+        for q in (50, 99):
+            measures.append(
+                Measure(
+                    f"ack_p{q}_c{conc}{suffix}",
+                    f"click-to-ack p{q}, concurrency {conc} (incl. Redis)"
+                    + (f", serve --processes {n}" if n > 1 else ""),
+                    "ms",
+                    _p(lat[SERVE, conc], q),
+                    _p(base, q),
+                    f"bare default Bolt p{q}",
+                )
+            )
+    return RunResult(measures, lines)
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    """The benchmark's options."""
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--requests", type=int, default=500)
+    parser.add_argument("--config", default="", help="extra TOML for the bot's configuration")
+    parser.add_argument("--processes", type=int, default=1, help="serve --processes N")
+    return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--requests", type=int, default=500)
-    args = parser.parse_args(argv)
-    with lab_bot() as bot:
-        rows = asyncio.run(_run(args, bot.url, bot.emulator))
-    print("| app | concurrency | clicks | p50 ms | p99 ms | p50 vs baseline | p99 vs baseline |")
-    print("|---|---|---|---|---|---|---|")
-    print("\n".join(rows))
+    result = run(parse(argv))
+    print("\n".join(result.table))
     print(
         json.dumps(
             {"note": "the first click queues a diagnosis; later ones answer 'already running'"}

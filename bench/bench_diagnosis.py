@@ -16,6 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from bench.results import Measure, RunResult
 from bot.config import DcOverride, LdapSection
 from bot.directory.client import DirectoryClient
 from bot.directory.gather import diagnose
@@ -34,22 +35,29 @@ def _client(forest: Any) -> DirectoryClient:
     )
 
 
-def _timed(
-    runs: int, once: Callable[[DirectoryClient], tuple[int, int]], forest: Any
-) -> dict[str, float]:
-    """Median wall time of `runs` calls on a warm (bound) connection, plus query counts."""
-    times: list[float] = []
-    queries = trips = 0
+Once = Callable[[DirectoryClient], tuple[int, int]]
+
+
+def _timed(runs: int, forest: Any, *calls: Once) -> list[dict[str, float]]:
+    """Median wall time of `runs` calls of each, taken in turns (so a burst of load on the
+    shared machine hits them alike), on warm (bound) connections; plus query counts."""
+    times: list[list[float]] = [[] for _ in calls]
+    counts = [(0, 0) for _ in calls]
     with _client(forest) as client:
-        client.root_dse()  # bind outside the timing: connection set-up is not the diagnosis
+        for once in calls:
+            once(client)  # bind outside the timing: connection set-up is not the diagnosis
         for _ in range(runs):
-            start = time.perf_counter()
-            queries, trips = once(client)
-            times.append(time.perf_counter() - start)
-    return {"median_ms": statistics.median(times) * 1000, "queries": queries, "trips": trips}
+            for i, once in enumerate(calls):
+                start = time.perf_counter()
+                counts[i] = once(client)
+                times[i].append(time.perf_counter() - start)
+    return [
+        {"median_ms": statistics.median(t) * 1000, "queries": q, "trips": r}
+        for t, (q, r) in zip(times, counts, strict=True)
+    ]
 
 
-def _diagnosis(forest: Any) -> Callable[[DirectoryClient], tuple[int, int]]:
+def _diagnosis(forest: Any) -> Once:
     def once(client: DirectoryClient) -> tuple[int, int]:
         d = diagnose(
             client,
@@ -62,7 +70,7 @@ def _diagnosis(forest: Any) -> Callable[[DirectoryClient], tuple[int, int]]:
     return once
 
 
-def _raw_dsa_search(forest: Any) -> Callable[[DirectoryClient], tuple[int, int]]:
+def _raw_dsa_search(forest: Any) -> Once:
     def once(client: DirectoryClient) -> tuple[int, int]:
         q, t = client.queries, client.round_trips
         client.search(forest.configuration_dn, "(objectClass=nTDSDSA)", ["objectGUID"])
@@ -71,17 +79,9 @@ def _raw_dsa_search(forest: Any) -> Callable[[DirectoryClient], tuple[int, int]]
     return once
 
 
-def measure(forest: Any, *, runs: int, phantoms: int) -> list[str]:
-    """Run the three measurements on a lab forest; the markdown table lines."""
-    forest.reset()
-    empty = _timed(runs, _diagnosis(forest), forest)
-    forest.add_phantom_servers(phantoms)
-    try:
-        big = _timed(runs, _diagnosis(forest), forest)
-        raw = _timed(runs, _raw_dsa_search(forest), forest)
-    finally:
-        forest.remove_phantoms()
-    n = len(forest.dcs)
+def _table(
+    empty: dict[str, float], raw: dict[str, float], big: dict[str, float], n: int, phantoms: int
+) -> list[str]:
     rows = [
         ("diagnosis (baseline)", f"{n} DCs", empty),
         ("raw nTDSDSA paged search", f"{n} DCs + {phantoms} servers", raw),
@@ -99,16 +99,53 @@ def measure(forest: Any, *, runs: int, phantoms: int) -> list[str]:
     return lines
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--runs", type=int, default=7)
-    parser.add_argument("--phantoms", type=int, default=2000)
-    parser.add_argument(
-        "--workdir", type=Path, default=None, help="lab dir (reused if provisioned)"
-    )
-    parser.add_argument("--first-address", default="127.0.0.2", help="DC1's loopback address")
-    args = parser.parse_args(argv)
+def _result(
+    empty: dict[str, float], raw: dict[str, float], big: dict[str, float], n: int, phantoms: int
+) -> RunResult:
+    measures = [
+        Measure(
+            "diagnosis_time",
+            f"diagnosis, {n} DCs + {phantoms:,} phantom servers",
+            "ms",
+            big["median_ms"],
+            raw["median_ms"],
+            "one raw paged nTDSDSA search",
+        ),
+        Measure(
+            "diagnosis_queries",
+            f"LDAP queries of the diagnosis, {n} DCs + {phantoms:,} phantom servers",
+            "queries",
+            big["queries"],
+            empty["queries"],
+            f"the same diagnosis on {n} DCs",
+        ),
+    ]
+    return RunResult(measures, _table(empty, raw, big, n, phantoms))
 
+
+def measure(forest: Any, *, runs: int, phantoms: int, repeats: int = 1) -> list[RunResult]:
+    """Each repeat: the diagnosis without and with phantoms and the raw search, interleaved so
+    each ratio compares figures taken at the same time (the phantoms are added once)."""
+    forest.reset()
+    empties = [_timed(runs, forest, _diagnosis(forest))[0] for _ in range(repeats)]
+    forest.add_phantom_servers(phantoms)
+    pairs = []
+    try:
+        for _ in range(repeats):
+            raw, big = _timed(runs, forest, _raw_dsa_search(forest), _diagnosis(forest))
+            pairs.append((raw, big))
+    finally:
+        forest.remove_phantoms()
+    n = len(forest.dcs)
+    return [
+        _result(empty, raw, big, n, phantoms)
+        for empty, (raw, big) in zip(empties, pairs, strict=True)
+    ]
+
+
+def run(args: argparse.Namespace | None = None, repeats: int = 1) -> list[RunResult]:
+    """Provision (or reuse) the lab, measure `repeats` times, stop the lab."""
+    args = args or parse([])
     # Imported here so --help works on machines without the Samba lab.
     from lab.samba import SambaForest  # noqa: PLC0415
 
@@ -116,10 +153,26 @@ def main(argv: list[str] | None = None) -> None:
     forest = SambaForest(workdir, first_address=args.first_address)
     forest.start()
     try:
-        lines = measure(forest, runs=args.runs, phantoms=args.phantoms)
+        return measure(forest, runs=args.runs, phantoms=args.phantoms, repeats=repeats)
     finally:
         forest.stop()
-    print("\n".join(lines))
+
+
+def parse(argv: list[str] | None) -> argparse.Namespace:
+    """The benchmark's options."""
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--runs", type=int, default=7)
+    parser.add_argument("--phantoms", type=int, default=2000)
+    parser.add_argument(
+        "--workdir", type=Path, default=None, help="lab dir (reused if provisioned)"
+    )
+    parser.add_argument("--first-address", default="127.0.0.2", help="DC1's loopback address")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    for result in run(parse(argv)):
+        print("\n".join(result.table))
 
 
 if __name__ == "__main__":

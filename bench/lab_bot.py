@@ -30,11 +30,15 @@ class LabBot:
     url: str
     redis_url: str
     emulator: SlackEmulator
+    pid: int = 0
 
 
 @contextmanager
-def lab_bot(config_extra: str = "") -> Iterator[LabBot]:
-    """Start redis-server, the emulator and serve; yield; stop all three and clean up."""
+def lab_bot(
+    config_extra: str = "", *, serve: list[str] | None = None, processes: int = 1
+) -> Iterator[LabBot]:
+    """Start redis-server, the emulator and serve (`processes` of it on one port); yield;
+    stop all three and clean up."""
     work = Path(tempfile.mkdtemp(prefix="bench-"))
     server = RedisServer(work / "redis", port=0).start()
     emulator = SlackEmulator().start()
@@ -57,7 +61,7 @@ def lab_bot(config_extra: str = "") -> Iterator[LabBot]:
     }
     log = work / "serve.log"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "bot.app.cli", "serve"],
+        serve or [sys.executable, "-m", "bot.app.cli", "serve", "--processes", str(processes)],
         env=env,
         stdout=subprocess.PIPE,
         stderr=log.open("w"),
@@ -71,7 +75,7 @@ def lab_bot(config_extra: str = "") -> Iterator[LabBot]:
         )
         if url is None:
             raise RuntimeError(f"serve did not start: {log.read_text()[-2000:]}")
-        yield LabBot(url, server.url, emulator)
+        yield LabBot(url, server.url, emulator, proc.pid)
     finally:
         if proc.poll() is None:
             os.kill(proc.pid, signal.SIGTERM)

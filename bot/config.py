@@ -100,6 +100,9 @@ class ServeSection(_Strict):
     shutdown_seconds: float = Field(
         default=10.0, gt=0, le=300, description="SIGTERM: pending work gets this long"
     )
+    event_loop: Literal["uvloop", "asyncio"] = Field(
+        default="uvloop", description="uvloop's (less CPU per request) or asyncio's own"
+    )
 
 
 class ApprovalsSection(_Strict):

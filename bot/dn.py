@@ -9,6 +9,9 @@ def split_dn(dn: str) -> list[str]:
     Nothing is stripped or dropped, so a validator can refuse what is odd ("CN=x, DC=y",
     a trailing comma); `rdns` is the forgiving view for DNs read from a directory.
     """
+    if "\\" not in dn:
+        # No escapes: every comma separates (the common case; a forest read is 4,000 DNs).
+        return dn.split(",") if dn else []
     parts: list[str] = []
     current: list[str] = []
     escaped = False

@@ -39,6 +39,8 @@ from state.workers import WorkerRegistry
 log = logging.getLogger(__name__)
 GROUP_CACHE_SECONDS = 300.0
 GROUP_LOOKUP_SECONDS = 2.0  # inside a click: Slack wants the ack within 3 s
+# Incident messages remembered (channel and ts never change once recorded).
+MESSAGE_CACHE_SIZE = 4096
 RESPONSE_URL_TIMEOUT_SECONDS = 10
 RESPONSE_URL_HOST = "hooks.slack.com"
 RESPONSE_URL_RETRY_SECONDS = 60.0  # Slack keeps a response_url usable for 30 minutes
@@ -63,6 +65,7 @@ class ServeContext:
     procedure_messages: ProcedureMessages
     workspace: Workspace
     _groups: dict[str, frozenset[str]] = field(default_factory=dict)
+    _messages: dict[str, tuple[str, str]] = field(default_factory=dict)
     _groups_at: float = 0.0
     _group_error: str = ""
     _refreshing: bool = False
@@ -136,6 +139,20 @@ class ServeContext:
         return is_member(user_id, slack_cfg.responders, await self._group_members()) or (
             is_member(user_id, slack_cfg.approvers, self._groups)
         )
+
+    async def incident_message(self, incident_id: str) -> tuple[str, str] | None:
+        """(channel, ts) of the incident's message; read once, then remembered, since a
+        recorded message never moves. None when the incident or its message is unknown."""
+        where = self._messages.get(incident_id)
+        if where is not None:
+            return where
+        inc = await self.store.get(incident_id)
+        if inc is None or not inc.channel or not inc.ts:
+            return None
+        if len(self._messages) >= MESSAGE_CACHE_SIZE:
+            self._messages.clear()
+        self._messages[incident_id] = (inc.channel, inc.ts)
+        return inc.channel, inc.ts
 
     async def post_report(self, proc: Procedure) -> None:
         """The post-incident report in the incident thread."""

@@ -27,14 +27,14 @@ async def _request(ctx: ServeContext, incident_id: str, user_id: str) -> str:
             "You are not a responder for 1411 incidents, so you cannot run a diagnosis. "
             "Ask an on-call responder, or an admin to add you to `slack.responders`."
         )
-    inc = await ctx.store.get(incident_id)
-    if inc is None:
-        return f"No incident `{incident_id}`; see `/ad1411 list`."
-    if inc.status != "open":
-        return f"Incident `{incident_id}` is {inc.status}; nothing to diagnose."
+    # The script checks the incident is open: one round trip; reading the incident to say
+    # why is only needed when it refuses.
     outcome, _ = await ctx.diagnoses.request(incident_id, user_id, pending_seconds=PENDING_SECONDS)
     if outcome is DiagnosisRequest.NO_OPEN_INCIDENT:
-        return f"Incident `{incident_id}` is no longer open; nothing to diagnose."
+        inc = await ctx.store.get(incident_id)
+        if inc is None:
+            return f"No incident `{incident_id}`; see `/ad1411 list`."
+        return f"Incident `{incident_id}` is {inc.status}; nothing to diagnose."
     if outcome is DiagnosisRequest.ALREADY_PENDING:
         return (
             f"A diagnosis of `{incident_id}` is already queued or running; its result will be "

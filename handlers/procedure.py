@@ -31,7 +31,7 @@ from handlers.render.procedure import (
 )
 from handlers.transitions import Acted, Refused, Repeated
 from state.durability import StoreUnavailable, until_durable
-from state.procedures import AuditEntry
+from state.procedures import AuditEntry, StoredProcedure
 
 log = logging.getLogger(__name__)
 CONFIRMED_LATE = (
@@ -93,19 +93,34 @@ async def _refuse_unknown(ctx: ServeContext, body: dict[str, Any], why: str) -> 
     ctx.reply_ephemeral(body, f"This button was refused: {why}.")
 
 
-async def _belongs(ctx: ServeContext, body: dict[str, Any], proc: Procedure) -> bool:
+async def _belongs(ctx: ServeContext, body: dict[str, Any], stored: StoredProcedure) -> bool:
     """The click came from this procedure's message, its incident's thread, or the clicker's
     Home tab (which shows only the clicker's pending approvals)."""
     if from_home(body):
         return True
     channel, message_ts, thread_ts = _where(body)
-    stored = await ctx.engine.load(proc.id)
-    inc = await ctx.store.get(proc.incident_id)
-    if stored is None or inc is None:
+    incident_id, _ = parse_procedure_id(stored.id)
+    where = await ctx.incident_message(incident_id)
+    if where is None:
         return False
-    if channel and inc.channel and channel != inc.channel:
+    inc_channel, inc_ts = where
+    if channel and inc_channel and channel != inc_channel:
         return False
-    return message_ts in (stored.ts, inc.ts) or (bool(thread_ts) and thread_ts == inc.ts)
+    return message_ts in (stored.ts, inc_ts) or (bool(thread_ts) and thread_ts == inc_ts)
+
+
+async def _this_procedure(
+    ctx: ServeContext, body: dict[str, Any], procedure_id: str, act: Act
+) -> Procedure | None:
+    """The clicked procedure if the click belongs to it. The state last seen serves in the
+    steady state (the commit checks its version); a refusal, and the choice of a close's
+    form, are made on state read fresh."""
+    stored, fresh = await ctx.engine.known(procedure_id)
+    if not fresh and (stored is None or act is Act.CLOSE or not await _belongs(ctx, body, stored)):
+        stored = await ctx.engine.load(procedure_id)
+    if stored is None or not await _belongs(ctx, body, stored):
+        return None
+    return ctx.engine.parsed(stored)
 
 
 async def _on_button(ctx: ServeContext, body: dict[str, Any]) -> None:
@@ -121,10 +136,10 @@ async def _on_button(ctx: ServeContext, body: dict[str, Any]) -> None:
     except ValueError:
         await _refuse_unknown(ctx, body, "it names no procedure")
         return
-    proc = await ctx.engine.procedure(value["p"])
+    proc = await _this_procedure(ctx, body, value["p"], act)
     user = _user(body)
     intent = Intent(act, value["s"] or None, value["d"] or None)
-    if proc is None or not await _belongs(ctx, body, proc):
+    if proc is None:
         await ctx.procedures.note(
             incident_id,
             [
@@ -314,26 +329,33 @@ async def _perform(
     proc = outcome.procedure
     ctx.spawn(ctx.procedure_messages.changed(proc.id))
     await _tell(ctx, body, channel, user_id, outcome.change.say)
-    # Committed and said: from here nothing may fail the click and have it tried again.
-    try:
-        inc = await until_durable(
-            lambda: ctx.store.get(proc.incident_id), what=f"incident of {proc.id}"
-        )
-    except StoreUnavailable:
-        return "acted", outcome.change.say
-    if inc is None:
-        return "acted", outcome.change.say
     step = proc.plan.step(intent.step_key or "")
     if intent.act is Act.REQUEST_APPROVAL and step is not None:
         approvers = ctx.settings.file.slack.approvers
-        ctx.spawn(ctx.thread.say(inc, approval_request_text(proc, step, approvers, user_id)))
+        text = approval_request_text(proc, step, approvers, user_id)
+        ctx.spawn(_say(ctx, proc.incident_id, text))
     elif intent.act is Act.ABORT:
-        ctx.spawn(ctx.thread.say(inc, f"{outcome.change.say} By <@{user_id}>: {intent.reason}"))
+        text = f"{outcome.change.say} By <@{user_id}>: {intent.reason}"
+        ctx.spawn(_say(ctx, proc.incident_id, text))
     elif intent.act is Act.CLOSE:
         ctx.spawn(_announce_close(ctx, proc, outcome.change.say, bool(intent.reason)))
     if proc.status is ProcedureStatus.ABORTED:
         ctx.spawn(ctx.post_report(proc))
     return "acted", outcome.change.say
+
+
+async def _say(ctx: ServeContext, incident_id: str, text: str) -> None:
+    """Say something in the incident thread (after the ack: the incident is read here, through
+    a failover if need be; the click has taken effect whatever happens to this)."""
+    try:
+        inc = await until_durable(
+            lambda: ctx.store.get(incident_id), what=f"incident {incident_id}"
+        )
+    except StoreUnavailable:
+        log.warning("incident %s unreadable: the thread was not told of a click", incident_id)
+        return
+    if inc is not None:
+        await ctx.thread.say(inc, text)
 
 
 async def _announce_close(ctx: ServeContext, proc: Procedure, said: str, override: bool) -> None:

@@ -13,7 +13,7 @@ import logging
 import time
 import uuid
 from collections import OrderedDict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from bot.procedure.approval import Actor, Refusal
 from bot.procedure.model import Procedure, procedure_from_json, procedure_to_json
@@ -101,14 +101,25 @@ class ProcedureEngine:
         self.store = store
         self.ttl_seconds = ttl_seconds
         self.obligation_seconds = obligation_seconds
-        self._cache: OrderedDict[str, StoredProcedure] = OrderedDict()
+        # The last state seen of each procedure, stored and parsed (parsing costs ~0.1 ms).
+        self._cache: OrderedDict[str, tuple[StoredProcedure, Procedure | None]] = OrderedDict()
         self.round_trips = 0
 
-    def _remember(self, stored: StoredProcedure) -> None:
-        self._cache[stored.id] = stored
+    def _remember(self, stored: StoredProcedure, parsed: Procedure | None = None) -> None:
+        self._cache[stored.id] = (stored, parsed)
         self._cache.move_to_end(stored.id)
         while len(self._cache) > CACHE_SIZE:
             self._cache.popitem(last=False)
+
+    def _parsed(self, stored: StoredProcedure) -> Procedure:
+        """The procedure of a stored state, parsed once per version."""
+        cached = self._cache.get(stored.id)
+        if cached is not None and cached[0] is stored and cached[1] is not None:
+            return cached[1]
+        proc = procedure_from_json(stored.data, stored.version)
+        if cached is not None and cached[0] is stored:
+            self._cache[stored.id] = (stored, proc)
+        return proc
 
     async def load(self, procedure_id: str) -> StoredProcedure | None:
         """The stored procedure, fresh from Redis (and remembered)."""
@@ -118,10 +129,22 @@ class ProcedureEngine:
             self._remember(stored)
         return stored
 
+    async def known(self, procedure_id: str) -> tuple[StoredProcedure | None, bool]:
+        """The last state seen of a procedure without a round trip when there is one, else
+        read; and whether it was read just now (fresh)."""
+        cached = self._cache.get(procedure_id)
+        if cached is not None:
+            return cached[0], False
+        return await self.load(procedure_id), True
+
+    def parsed(self, stored: StoredProcedure) -> Procedure:
+        """The procedure of a stored state (parsed once per version)."""
+        return self._parsed(stored)
+
     async def procedure(self, procedure_id: str) -> Procedure | None:
         """The procedure, fresh from Redis."""
         stored = await self.load(procedure_id)
-        return None if stored is None else procedure_from_json(stored.data, stored.version)
+        return None if stored is None else self._parsed(stored)
 
     async def act(
         self,
@@ -135,7 +158,7 @@ class ProcedureEngine:
         """Decide and commit one intent; retried on races, refused with a reason otherwise."""
         cached = self._cache.get(procedure_id)
         fresh = cached is None
-        stored = cached or await self.load(procedure_id)
+        stored = cached[0] if cached is not None else await self.load(procedure_id)
         if stored is None:
             refusal = Refusal("unknown_procedure", f"There is no procedure `{procedure_id[:60]}`.")
             if incident_id:
@@ -146,7 +169,7 @@ class ProcedureEngine:
                 )
             return Refused(refusal)
         for _ in range(MAX_RACES):
-            proc = procedure_from_json(stored.data, stored.version)
+            proc = self._parsed(stored)
             ctx = Context(
                 int(time.time() * 1000),
                 self.ttl_seconds,
@@ -170,10 +193,11 @@ class ProcedureEngine:
                 )
                 return Refused(decision, proc) if written else Repeated()
             self.round_trips += 1
+            data = procedure_to_json(decision.procedure)
             result = await self.store.commit(
                 proc.id,
                 expected_version=stored.version,
-                data=procedure_to_json(decision.procedure),
+                data=data,
                 status=decision.procedure.status.value,
                 audit=_entries(decision.events),
                 job=_job_fields(decision.procedure, decision.job) if decision.job else None,
@@ -181,14 +205,11 @@ class ProcedureEngine:
             )
             if result.outcome is CommitOutcome.OK:
                 committed = StoredProcedure(
-                    proc.id,
-                    result.version,
-                    procedure_to_json(decision.procedure),
-                    stored.channel,
-                    stored.ts,
+                    proc.id, result.version, data, stored.channel, stored.ts
                 )
-                self._remember(committed)
-                return Acted(procedure_from_json(committed.data, committed.version), decision)
+                after = replace(decision.procedure, version=result.version)
+                self._remember(committed, after)
+                return Acted(after, decision)
             if result.outcome is CommitOutcome.DUPLICATE:
                 return Repeated()
             # Someone else moved it first: decide again on what they left.
@@ -228,10 +249,11 @@ class ProcedureEngine:
         )
         if isinstance(decision, Refusal):
             return Refused(decision)
+        data = procedure_to_json(decision.procedure)
         result = await self.store.commit(
             procedure_id,
             expected_version=0,
-            data=procedure_to_json(decision.procedure),
+            data=data,
             status=decision.procedure.status.value,
             audit=_entries(decision.events),
             once=once,
@@ -243,8 +265,7 @@ class ProcedureEngine:
             return Repeated()
         if result.outcome is not CommitOutcome.OK:
             raise RuntimeError(f"procedure {procedure_id}: start found version {result.version}")
-        stored = StoredProcedure(
-            procedure_id, result.version, procedure_to_json(decision.procedure)
-        )
-        self._remember(stored)
-        return Acted(procedure_from_json(stored.data, stored.version), decision)
+        stored = StoredProcedure(procedure_id, result.version, data)
+        after = replace(decision.procedure, version=result.version)
+        self._remember(stored, after)
+        return Acted(after, decision)

@@ -928,6 +928,18 @@ class SambaForest:
             f"dMDLocation: {self.schema_dn}\nmsDS-Behavior-Version: 7\n\n"
         )
 
+    def make_read_only(self, phantom: PhantomServer) -> None:
+        """Make a phantom's NTDS Settings an RODC's (objectCategory NTDS-DSA-RO, relax)."""
+        ldif = self.base_dir / "read-only.ldif"
+        ldif.write_text(
+            f"dn: {phantom.ntds_settings_dn}\nchangetype: modify\nreplace: objectCategory\n"
+            f"objectCategory: CN=NTDS-DSA-RO,{self.schema_dn}\n"
+        )
+        self._restore_needed = True
+        sam = str(self._paths(self.root_dc.name).sam_ldb)
+        self.run_in_lab(["ldbmodify", "-H", sam, "--controls=relax:0", str(ldif)])
+        ldif.unlink()
+
     def add_live_phantom_dc(self, name: str) -> PhantomServer:
         """A phantom whose DC computer account exists (serverReference set): the directory
         sees a live DC that simply has no connection object on the root DC, the KB's

@@ -99,5 +99,9 @@ class JobQueue:
         return [self._job(sid, text_map(fields), deliveries=2) for sid, fields in entries if fields]
 
     async def ack(self, job: Job) -> None:
-        """Mark a job done."""
-        await self.client.xack(self.stream, JOBS_GROUP, job.stream_id)
+        """Mark a job done and drop it from the stream (the audit keeps its record), so the
+        stream holds only jobs not yet done instead of every job ever queued."""
+        async with self.client.pipeline(transaction=True) as pipe:
+            pipe.xack(self.stream, JOBS_GROUP, job.stream_id)
+            pipe.xdel(self.stream, job.stream_id)
+            await pipe.execute()

@@ -15,6 +15,7 @@ request with this token" (a duplicate).
 
 from __future__ import annotations
 
+import hashlib
 import re
 import time
 import uuid
@@ -32,15 +33,20 @@ from state.durability import until_durable
 from state.keys import ACTIVE_PROCEDURES, GLOBAL_AUDIT, JOBS_STREAM, PREFIX, IncidentKeys
 from state.scripts import LuaScripts
 
-# A Slack request token is remembered this long (Slack retries within minutes).
-ONCE_TTL_MS = 86_400_000
+# A Slack request token is remembered this long: Slack retries an event within 5 minutes and
+# never retries an interaction, so an hour covers every retry with room to spare.
+ONCE_TTL_MS = 3_600_000
 # A token of the store's own (a worker's report) only has to outlive the retries of its commit.
 OWN_TOKEN_TTL_MS = 600_000
 # How long a write is retried through a failover before the caller is told it failed.
 RETRY_SECONDS = 30.0
 # Full command outputs: kept compressed beside the procedure, capped, for a month.
-OUTPUT_MAX_BYTES = 256 * 1024
+OUTPUT_MAX_BYTES = 64 * 1024
 OUTPUT_TTL_SECONDS = 30 * 86_400
+# What one procedure may keep of outputs, compressed: at least 16 runs at the cap above.
+OUTPUT_BUDGET_BYTES = 512 * 1024
+# The procedure's JSON is stored deflated (about 8 times smaller; level 1 costs ~40 us).
+_DATA_LEVEL = 1
 
 
 # procedure id : step key : job id prefix (what save_output hands out), nothing else.
@@ -94,6 +100,21 @@ def procedure_key(procedure_id: str) -> str:
     return f"{PREFIX}:{{{_tag(procedure_id)}}}:proc:{procedure_id}"
 
 
+def _outputs_key(procedure_id: str) -> str:
+    """The hash of one procedure's kept command outputs (field: run name)."""
+    return f"{PREFIX}:{{{_tag(procedure_id)}}}:outputs:{procedure_id}"
+
+
+def pack(data: bytes) -> bytes:
+    """The procedure JSON as stored (deflated)."""
+    return zlib.compress(data, _DATA_LEVEL)
+
+
+def unpack(stored: bytes) -> bytes:
+    """The procedure JSON from what is stored (records written before deflation are JSON)."""
+    return stored if stored[:1] == b"{" else zlib.decompress(stored)
+
+
 def _flatten(entries: Sequence[AuditEntry], now_ms: int) -> list[str]:
     out: list[str] = [str(len(entries))]
     for e in entries:
@@ -116,7 +137,10 @@ class ProcedureStore:
 
     @staticmethod
     def _once_key(tag: str, token: str) -> str:
-        return f"{PREFIX}:{{{tag}}}:once:{token}"
+        # A digest, not the token: Slack's trigger_id:action_ts is 60 characters, and every
+        # transition and audited command keeps one key for a while.
+        digest = hashlib.sha256(token.encode(), usedforsecurity=False).hexdigest()[:24]
+        return f"{PREFIX}:{{{tag}}}:once:{digest}"
 
     @staticmethod
     def _token(once: str | None, nonce: str) -> tuple[str, int]:
@@ -147,15 +171,17 @@ class ProcedureStore:
 
     async def load(self, procedure_id: str) -> StoredProcedure | None:
         """The stored procedure, or None."""
-        raw = text_map(await self.client.hgetall(procedure_key(procedure_id)))
-        if not raw.get("data"):
+        raw: dict[Any, Any] = await self.client.hgetall(procedure_key(procedure_id))
+        data = next((v for k, v in raw.items() if text(k) == "data"), None)
+        if not data:
             return None
+        fields = text_map({k: v for k, v in raw.items() if text(k) != "data"})
         return StoredProcedure(
             procedure_id,
-            int(raw.get("version", "0")),
-            raw["data"].encode(),
-            raw.get("msg_channel") or None,
-            raw.get("msg_ts") or None,
+            int(fields.get("version", "0")),
+            unpack(data if isinstance(data, bytes) else str(data).encode()),
+            fields.get("msg_channel") or None,
+            fields.get("msg_ts") or None,
         )
 
     async def commit(
@@ -180,6 +206,7 @@ class ProcedureStore:
         now = int(time.time() * 1000)
         nonce = uuid.uuid4().hex
         token, ttl_ms = self._token(once, nonce)
+        stored = pack(data)
         job_args: list[str] = [str(len(job or {}))]
         for k, v in (job or {}).items():
             job_args += [k, v]
@@ -198,7 +225,7 @@ class ProcedureStore:
                 [
                     procedure_id,
                     expected_version,
-                    data,
+                    stored,
                     status,
                     "start" if start else "update",
                     ttl_ms,
@@ -218,7 +245,7 @@ class ProcedureStore:
         if outcome is CommitOutcome.CONFLICT:
             version = int(text(reply[1]))
             data_now = reply[2] if isinstance(reply[2], bytes) else text(reply[2]).encode()
-            current = StoredProcedure(procedure_id, version, data_now) if data_now else None
+            current = StoredProcedure(procedure_id, version, unpack(data_now)) if data_now else None
             return CommitResult(outcome, version, current)
         if outcome is CommitOutcome.BUSY:
             return CommitResult(outcome, busy_with=text(reply[1]))
@@ -297,27 +324,36 @@ class ProcedureStore:
     # -- command outputs ------------------------------------------------------------------
 
     async def save_output(self, procedure_id: str, name: str, output: str) -> str:
-        """Keep a command's full output (capped, compressed, expiring); returns its reference."""
+        """Keep a command's full output (capped, compressed, expiring, within the procedure's
+        output budget); returns its reference, or '' when the budget is used up."""
         raw = output.encode("utf-8", "replace")
         if len(raw) > OUTPUT_MAX_BYTES:
-            raw = raw[:OUTPUT_MAX_BYTES] + b"\n... (output cut at 256 KiB)"
-        ref = f"{procedure_id}:{name}"
+            raw = (
+                raw[:OUTPUT_MAX_BYTES]
+                + b"\n... (output cut at 64 KiB; its SHA-256 is in the audit)"
+            )
         blob = zlib.compress(raw, 6)
-        # Writing the same value again is harmless: retried through a failover.
-        await until_durable(
-            lambda: self.client.set(
-                f"{PREFIX}:{{{_tag(procedure_id)}}}:output:{ref}", blob, ex=OUTPUT_TTL_SECONDS
+        # The script keeps a run's output once: retried through a failover like a commit.
+        kept = await until_durable(
+            lambda: self.scripts(
+                "save_output",
+                [_outputs_key(procedure_id)],
+                [name, blob, OUTPUT_BUDGET_BYTES, OUTPUT_TTL_SECONDS],
             ),
-            what=f"output of {ref}",
+            what=f"output of {procedure_id}:{name}",
             deadline_seconds=self.retry_seconds,
         )
-        return ref
+        return f"{procedure_id}:{name}" if int(kept) == 1 else ""
 
     async def load_output(self, ref: str) -> str | None:
         """A saved output by its reference (None when expired, unknown, or not a reference)."""
         if not _OUTPUT_REF.fullmatch(ref):
             return None
-        raw = await self.client.get(f"{PREFIX}:{{{_tag(ref)}}}:output:{ref}")
+        procedure_id, _, name = ref.partition(":")
+        raw = await self.client.hget(_outputs_key(procedure_id), name)
+        if raw is None:
+            # Outputs kept before the per-procedure hash: one key each.
+            raw = await self.client.get(f"{PREFIX}:{{{_tag(ref)}}}:output:{ref}")
         if raw is None:
             return None
         blob = raw if isinstance(raw, bytes) else str(raw).encode()

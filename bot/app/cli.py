@@ -22,13 +22,19 @@ def _setup_logging(level: str = "INFO") -> None:
     setup_logging(level)
 
 
-def _cmd_serve(_: argparse.Namespace) -> int:
+def _cmd_serve(args: argparse.Namespace) -> int:
     from bot.app.serve import run_serve  # noqa: PLC0415
     from bot.config import load_settings  # noqa: PLC0415
 
     settings = load_settings()
     _setup_logging(settings.env.LOG_LEVEL)
-    asyncio.run(run_serve(settings))
+    if args.processes > 1:
+        from bot.app.serve_group import ServeGroup  # noqa: PLC0415
+
+        return ServeGroup(settings, args.processes).run()
+    from bot.app.loop import run_on  # noqa: PLC0415
+
+    run_on(settings.file.serve.event_loop, run_serve(settings, reuse_port=args.reuse_port))
     return 0
 
 
@@ -336,9 +342,21 @@ def build_parser() -> argparse.ArgumentParser:
         prog="ad1411", description="AD 1411 Responder: Slack chat-ops for Event ID 1411"
     )
     sub = parser.add_subparsers(dest="command", required=True)
-    sub.add_parser(
-        "serve", help="run the Slack app, alert webhook and health endpoints"
-    ).set_defaults(func=_cmd_serve)
+    serve = sub.add_parser("serve", help="run the Slack app, alert webhook and health endpoints")
+    serve.add_argument(
+        "--processes",
+        type=int,
+        default=1,
+        choices=range(1, 65),
+        metavar="N",
+        help="N serve processes on one port (SO_REUSEPORT), one per core (default 1)",
+    )
+    serve.add_argument(
+        "--reuse-port",
+        action="store_true",
+        help="bind with SO_REUSEPORT beside other serve processes (set by --processes)",
+    )
+    serve.set_defaults(func=_cmd_serve)
     worker = sub.add_parser("worker", help="run step and diagnosis jobs against the DCs")
     worker.add_argument(
         "--check",

@@ -415,6 +415,16 @@ class StepRunner:
         ref = ""
         if text:
             ref = await self.procedures.save_output(proc.id, f"{step.key}:{job.job_id[:8]}", text)
+            if not ref:
+                detail = " ".join(
+                    x
+                    for x in (
+                        detail,
+                        "Output not kept: this procedure's output budget is used "
+                        "up (its SHA-256 is in the audit).",
+                    )
+                    if x
+                )
         result = StepResult(
             outcome=act.value,
             exit_code=run_log.exit_code,

@@ -339,7 +339,7 @@ def output_modal(title: str, output: str) -> Block:
     chunks = [output[i : i + 2900] for i in range(0, min(len(output), 2900 * 40), 2900)] or [""]
     blocks = [section(f"```{mrkdwn_escape(c) or ' '}```") for c in chunks]
     if len(output) > 2900 * 40:
-        blocks.append(section("_(cut: the rest is in the audit export)_"))
+        blocks.append(section("_(cut: a modal holds no more; its SHA-256 is in the audit)_"))
     return {
         "type": "modal",
         "title": {"type": "plain_text", "text": title[:24]},

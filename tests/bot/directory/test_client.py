@@ -22,8 +22,10 @@ from bot.config import DcOverride, LdapSection
 from bot.directory.client import (
     DirectoryBindRefused,
     DirectoryClient,
+    DirectorySearchFailed,
     DirectoryTlsFailed,
     DirectoryUnreachable,
+    Search,
     guid_filter_value,
     or_filter,
 )
@@ -252,6 +254,27 @@ def test_paged_search_returns_everything_in_one_query(samba_forest: Any) -> None
         assert paged.round_trips >= len(everything) // 50
     assert len(everything) > 100
     assert sorted(e.dn for e in pages) == sorted(e.dn for e in everything)
+
+
+@pytest.mark.samba
+def test_two_searches_together_find_what_each_finds_alone(samba_forest: Any) -> None:
+    base = samba_forest.configuration_dn
+    dsas = Search(base, "(objectClass=nTDSDSA)", ["objectGUID"])
+    servers = Search(base, "(objectClass=server)", ["dNSHostName"])
+    with ldap_client(samba_forest, page_size=1) as client:
+        alone = (
+            client.search(base, dsas.filter, dsas.attributes),
+            client.search(base, servers.filter, servers.attributes),
+        )
+        queries, trips = client.queries, client.round_trips
+        together = client.search_together(dsas, servers)
+        assert client.queries - queries == 2
+        assert client.round_trips - trips == trips  # every page of both (pages of one entry)
+        # A failure of the second search is raised here, in the caller's thread.
+        with pytest.raises(DirectorySearchFailed, match="not a DN"):
+            client.search_together(dsas, Search("not a DN", "(cn=*)", ["cn"]))
+    assert [sorted(e.dn for e in r) for r in together] == [sorted(e.dn for e in r) for r in alone]
+    assert len(together[0]) == len(samba_forest.dcs) and len(together[1]) == len(samba_forest.dcs)
 
 
 @pytest.mark.samba

@@ -196,6 +196,24 @@ def test_missing_links_are_dsas_without_connection_on_root_dc(healthy_forest: An
 
 
 @pytest.mark.samba
+def test_a_read_only_dc_is_never_a_source_of_links(healthy_forest: Any) -> None:
+    """RODCs are found by their objectCategory (one search, not an attribute of every DSA)."""
+    forest = healthy_forest
+    writable = forest.add_live_phantom_dc("LIVEW")
+    read_only = forest.add_live_phantom_dc("LIVERO")
+    forest.make_read_only(read_only)
+    try:
+        d = run(forest)
+    finally:
+        forest.remove_phantoms()
+    missing = {m.ntds_settings_dn.lower() for m in d.missing_links}
+    assert writable.ntds_settings_dn.lower() in missing
+    assert read_only.ntds_settings_dn.lower() not in missing
+    dead = {x.ntds_settings_dn.lower() for x in d.dead_dcs}
+    assert read_only.ntds_settings_dn.lower() not in dead
+
+
+@pytest.mark.samba
 @pytest.mark.slow
 def test_query_count_does_not_grow_with_2000_servers(healthy_forest: Any) -> None:
     forest = healthy_forest
