@@ -29,7 +29,14 @@ from bot.app.slack import slack_client
 from bot.app.worker import Worker
 from bot.config import EnvSettings, FileConfig, Settings
 from lab.alert_samples import EVENT_XML, alert_body
-from lab.demo_forest import DemoForest, open_samba_forest, samba_unavailable_reason, start_forest
+from lab.demo_forest import (
+    DEMO_REPLICATION_SECONDS,
+    DemoForest,
+    open_samba_forest,
+    samba_unavailable_reason,
+    start_forest,
+)
+from lab.demo_walkthrough import PageWalk, current_key, step_line, walk_procedure
 from lab.event_source import EventSource
 from lab.slack_driver import SlackDriver
 from lab.slack_emulator import LAB_BOT_TOKEN, SlackEmulator
@@ -37,6 +44,7 @@ from state.connection import async_client, resolve_redis_url, stop_embedded
 
 CHANNEL = "C0INCIDENT"
 RESPONDER = "U0ONCALL1"
+APPROVERS = ("U0APPROV1", "U0APPROV2")
 DEFAULT_PAGE_PORT = 8411
 INCIDENT_TIMEOUT = 60.0
 DIAGNOSIS_TIMEOUT = 120.0
@@ -58,7 +66,7 @@ def demo_config(forest: dict[str, Any]) -> FileConfig:
                 "channel": CHANNEL,
                 "alert_channels": ["C0ALERTS"],
                 "responders": [RESPONDER],
-                "approvers": ["U0APPROV1", "U0APPROV2"],
+                "approvers": list(APPROVERS),
             },
             "alerts": {"coalesce_seconds": 2},
             "worker": {"heartbeat_seconds": 2},
@@ -226,6 +234,12 @@ async def _walkthrough(emulator: SlackEmulator, message: dict[str, Any]) -> None
     if "Diagnosis" not in snapshot["thread_html"]:
         raise RuntimeError("the page's thread does not show the diagnosis")
     _say("page: the thread shows the diagnosis")
+    walk = PageWalk(
+        emulator, CHANNEL, message["ts"], _say, responder=RESPONDER, approvers=APPROVERS
+    )
+    closed = await walk_procedure(walk, message, retry_wait=DEMO_REPLICATION_SECONDS)
+    last = step_line(closed, current_key(closed) or "12").rsplit("\n", 1)[-1]
+    _say(f"page: procedure closed; final verification: {last[:200]}")
 
 
 def _on_signals(stop: asyncio.Event) -> Callable[[], None]:
