@@ -211,8 +211,11 @@ async def _click_through_page(emulator: SlackEmulator, message: dict[str, Any]) 
     return str(answer.get("status"))
 
 
-async def _walkthrough(emulator: SlackEmulator, message: dict[str, Any]) -> None:
-    """--once: Diagnose from the page, then the diagnosis in the thread the page shows."""
+async def _walkthrough(
+    emulator: SlackEmulator, message: dict[str, Any], forest: DemoForest
+) -> None:
+    """--once: Diagnose from the page, the diagnosis in the thread the page shows, then (with a
+    directory to plan from) the whole procedure clicked through by the page's three visitors."""
     await _click_through_page(emulator, message)
     _say("page: the responder clicked Diagnose (a signed block_actions request)")
 
@@ -234,6 +237,9 @@ async def _walkthrough(emulator: SlackEmulator, message: dict[str, Any]) -> None
     if "Diagnosis" not in snapshot["thread_html"]:
         raise RuntimeError("the page's thread does not show the diagnosis")
     _say("page: the thread shows the diagnosis")
+    if forest.samba is None:
+        _say("no directory, so no plan: the procedure's steps target only DCs that LDAP knows")
+        return
     walk = PageWalk(
         emulator, CHANNEL, message["ts"], _say, responder=RESPONDER, approvers=APPROVERS
     )
@@ -287,7 +293,7 @@ async def run_demo(
                 f"{emulator.web.url(RESPONDER)}"
             )
             if once:
-                await _walkthrough(emulator, message)
+                await _walkthrough(emulator, message, forest)
             else:
                 _say(
                     "choose who you are on the page (responder, approver 1, approver 2); "

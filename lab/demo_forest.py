@@ -193,7 +193,7 @@ def start_forest(
         )
     say(
         f"Samba AD forest: not used ({reason}); the DC simulator runs alone, so the diagnosis "
-        "will find no directory to read"
+        "will find no directory to read and the procedure, planned from it, cannot start"
     )
     lab = DcLab(SIM_FOREST, work_dir / "dcsim")
     fqdns = [f"dc1.{SIM_FOREST}", f"dc2.{SIM_FOREST}"]
