@@ -443,6 +443,12 @@ async def test_a_real_1411_from_alert_to_final_verification(
         line_12 = step_line(final, "12")
         assert step_state(final, "12") == "done", line_12
         assert "no longer reproduces" in line_12
+        # Its fresh diagnosis, as the step's output in the thread shows it.
+        said = await lab.emulator.wait_for_async(
+            lambda: [m for m in lab.bot.thread(ts) if "cause: not_reproduced" in json.dumps(m)],
+            30,
+        )
+        assert "Final verification" in json.dumps(said[-1])
         await lab.click(final, "Close procedure", RESPONDER)
         closed = await wait_for(run, ts, lambda m: "closed" in _plan_text(m), 60)
         assert buttons(closed) == []
