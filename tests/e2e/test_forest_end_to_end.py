@@ -362,6 +362,44 @@ async def open_incident(run: ForestRun, guid: str) -> dict[str, Any]:
     return found
 
 
+def leave_out_of_ntds_settings(forest: SambaForest, root: DcInfo, source: DcInfo) -> None:
+    """SOURCE is missing from ROOT's NTDS Settings, and the KCC will not put it back."""
+    forest.mark_dirty()  # site options, connections and repsFrom: reset() sees none of them
+    manage_topology_by_hand(forest)
+    delete_connections(forest, root, source)
+    # Windows' KCC drops the link of a deleted connection; Samba's, with the topology managed
+    # by hand, leaves it: drop it as Windows would have (the forest restarts, ~7 s).
+    assert drop_inbound_link(forest, forest.configuration_dn, root, source)
+    assert not any(lk.names_dsa(source.dsa_guid) for lk in config_reps_from(forest, root))
+
+
+def assert_end_state(run: ForestRun, audit: list[dict[str, str]]) -> None:
+    """What the forest, the simulator's registry and the audit hold once the procedure closed."""
+    forest = run.forest
+    dc1, dc2 = forest.dcs
+    # DSA options: set by step 6 (checked over LDAP right after it), cleared by step 9.
+    assert not dsa_options(forest, dc1) & NTDSDSA_OPT_DISABLE_NTDSCONN_XLATE
+    # Step 7's link (there since step 7) is still in DC1's real repsFrom, and works.
+    from_dc2 = [lk for lk in config_reps_from(forest, dc1) if lk.names_dsa(dc2.dsa_guid)]
+    assert len(from_dc2) == 1 and from_dc2[0].result_last_attempt == 0
+    # The registry values live in the simulator (Samba has no registry and ignores them).
+    reps_to = run.dcs.dc(dc1.fqdn).registry_value(REPS_TO)
+    assert reps_to is not None and reps_to.data == 60
+    assert run.dcs.dc(dc1.fqdn).registry_value(SPN_FALLBACK) is None
+    # Step 3b restored serverReference (on every DC by now), so DC1 serves DC2 again.
+    for holder in forest.dcs:
+        assert (forest.server_reference(dc2, on=holder) or "").lower() == dc2.computer_dn.lower()
+    assert forest.try_replicate(dc2, dc1, forest.configuration_dn).returncode == 0
+    # Who did what: two different approvers for the restart, the responder asked.
+    votes = {(e["user"], e["step"]) for e in audit if e["event"] == "approved"}
+    assert {(APPROVER2, "5"), (APPROVER1, "5"), (APPROVER2, "6"), (APPROVER2, "7")} <= votes
+    asked = {e["user"] for e in audit if e["event"] == "approval_requested"}
+    assert asked == {RESPONDER}
+    ran = " ".join(e["command"] for e in audit if e["event"] == "command_run")
+    for needed in ("+DISABLE_NTDSCONN_XLATE", "-DISABLE_NTDSCONN_XLATE", "repadmin.exe /add"):
+        assert needed in ran, needed
+
+
 # --- scenario 1: DC2's serverReference lost, and DC2 missing from DC1's NTDS Settings ---------
 
 
@@ -375,13 +413,7 @@ async def test_a_real_1411_from_alert_to_final_verification(
 ) -> None:
     forest = healthy_forest
     dc1, dc2 = forest.dcs
-    forest.mark_dirty()  # site options, connections and repsFrom: reset() sees none of them
-    manage_topology_by_hand(forest)
-    delete_connections(forest, dc1, dc2)
-    # Windows' KCC drops the link of a deleted connection; Samba's, with the topology managed
-    # by hand, leaves it: drop it as Windows would have (the forest restarts, ~7 s).
-    assert drop_inbound_link(forest, forest.configuration_dn, dc1, dc2)
-    assert not any(lk.names_dsa(dc2.dsa_guid) for lk in config_reps_from(forest, dc1))
+    leave_out_of_ntds_settings(forest, dc1, dc2)
 
     async with forest_run(
         tmp_path, forest, slack_emulator, slack_signing_secret, redis_url, monkeypatch
@@ -414,6 +446,10 @@ async def test_a_real_1411_from_alert_to_final_verification(
         def xlate_cleared() -> None:
             assert not dsa_options(forest, dc1) & NTDSDSA_OPT_DISABLE_NTDSCONN_XLATE
 
+        def link_added() -> None:
+            links = [lk for lk in config_reps_from(forest, dc1) if lk.names_dsa(dc2.dsa_guid)]
+            assert len(links) == 1 and links[0].result_last_attempt == 0, links
+
         def restarted() -> None:
             assert [p.what for p in samba_power(run, dc1)] == ["shut_down", "boot"]
             assert forest.is_running(dc1)
@@ -422,7 +458,7 @@ async def test_a_real_1411_from_alert_to_final_verification(
             run,
             ts,
             until=lambda m: current_key(m) == "12" and step_state(m, "12") == "failed",
-            after={"5": restarted, "6": xlate_set, "9": xlate_cleared},
+            after={"5": restarted, "6": xlate_set, "7": link_added, "9": xlate_cleared},
         )
         # Step 11's KCC made no connection (topology by hand), and step 12 says so.
         assert "no_connection_object" in step_line(failed_12, "12"), step_line(failed_12, "12")
@@ -454,27 +490,7 @@ async def test_a_real_1411_from_alert_to_final_verification(
         assert buttons(closed) == []
         audit = await lab.audit()
 
-    # DSA options: set by step 6 (checked over LDAP right after it), cleared by step 9.
-    assert not dsa_options(forest, dc1) & NTDSDSA_OPT_DISABLE_NTDSCONN_XLATE
-    # Step 7's link is in DC1's real repsFrom, and its last attempt succeeded.
-    from_dc2 = [lk for lk in config_reps_from(forest, dc1) if lk.names_dsa(dc2.dsa_guid)]
-    assert len(from_dc2) == 1 and from_dc2[0].result_last_attempt == 0
-    # The registry values live in the simulator (Samba has no registry and ignores them).
-    reps_to = run.dcs.dc(dc1.fqdn).registry_value(REPS_TO)
-    assert reps_to is not None and reps_to.data == 60
-    assert run.dcs.dc(dc1.fqdn).registry_value(SPN_FALLBACK) is None
-    # Step 3b restored serverReference (on every DC by now), so DC1 serves DC2 again.
-    for holder in forest.dcs:
-        assert (forest.server_reference(dc2, on=holder) or "").lower() == dc2.computer_dn.lower()
-    assert forest.try_replicate(dc2, dc1, forest.configuration_dn).returncode == 0
-    # Who did what: two different approvers for the restart, the responder asked.
-    votes = {(e["user"], e["step"]) for e in audit if e["event"] == "approved"}
-    assert {(APPROVER2, "5"), (APPROVER1, "5"), (APPROVER2, "6"), (APPROVER2, "7")} <= votes
-    asked = {e["user"] for e in audit if e["event"] == "approval_requested"}
-    assert asked == {RESPONDER}
-    ran = " ".join(e["command"] for e in audit if e["event"] == "command_run")
-    for needed in ("+DISABLE_NTDSCONN_XLATE", "-DISABLE_NTDSCONN_XLATE", "repadmin.exe /add"):
-        assert needed in ran, needed
+    assert_end_state(run, audit)
 
 
 def samba_power(run: ForestRun, dc: DcInfo) -> list[PowerEvent]:
