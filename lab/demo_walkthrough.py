@@ -2,10 +2,10 @@
 
 `ad1411 demo --once` (CI) runs it after the incident opens: the responder starts the
 procedure, asks for each approval and runs each step; the approvers take turns approving (both
-vote where a step needs two), then the responder closes the procedure. Every click goes through the page's endpoint (`POST /_web/click`), so it is the
-same signed block_actions request a visitor's click makes. It proves that the demo's
-configuration (responders, approvers, WinRM to the simulated DCs, approval counts) lets a
-visitor reach the end of the procedure.
+vote where a step needs two), then the responder closes the procedure. Every click goes through
+the page's endpoint (`POST /_web/click`), so it is the same signed block_actions request a
+visitor's click makes. It proves that the demo's configuration (responders, approvers, WinRM to
+the simulated DCs, approval counts) lets a visitor reach the end of the procedure.
 """
 
 from __future__ import annotations
