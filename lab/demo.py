@@ -29,7 +29,14 @@ from bot.app.slack import slack_client
 from bot.app.worker import Worker
 from bot.config import EnvSettings, FileConfig, Settings
 from lab.alert_samples import EVENT_XML, alert_body
-from lab.demo_forest import DemoForest, open_samba_forest, samba_unavailable_reason, start_forest
+from lab.demo_forest import (
+    DEMO_REPLICATION_SECONDS,
+    DemoForest,
+    open_samba_forest,
+    samba_unavailable_reason,
+    start_forest,
+)
+from lab.demo_walkthrough import PageWalk, current_key, step_line, walk_procedure
 from lab.event_source import EventSource
 from lab.slack_driver import SlackDriver
 from lab.slack_emulator import LAB_BOT_TOKEN, SlackEmulator
@@ -37,6 +44,7 @@ from state.connection import async_client, resolve_redis_url, stop_embedded
 
 CHANNEL = "C0INCIDENT"
 RESPONDER = "U0ONCALL1"
+APPROVERS = ("U0APPROV1", "U0APPROV2")
 DEFAULT_PAGE_PORT = 8411
 INCIDENT_TIMEOUT = 60.0
 DIAGNOSIS_TIMEOUT = 120.0
@@ -58,7 +66,7 @@ def demo_config(forest: dict[str, Any]) -> FileConfig:
                 "channel": CHANNEL,
                 "alert_channels": ["C0ALERTS"],
                 "responders": [RESPONDER],
-                "approvers": ["U0APPROV1", "U0APPROV2"],
+                "approvers": list(APPROVERS),
             },
             "alerts": {"coalesce_seconds": 2},
             "worker": {"heartbeat_seconds": 2},
@@ -203,8 +211,11 @@ async def _click_through_page(emulator: SlackEmulator, message: dict[str, Any]) 
     return str(answer.get("status"))
 
 
-async def _walkthrough(emulator: SlackEmulator, message: dict[str, Any]) -> None:
-    """--once: Diagnose from the page, then the diagnosis in the thread the page shows."""
+async def _walkthrough(
+    emulator: SlackEmulator, message: dict[str, Any], forest: DemoForest
+) -> None:
+    """--once: Diagnose from the page, the diagnosis in the thread the page shows, then (with a
+    directory to plan from) the whole procedure clicked through by the page's three visitors."""
     await _click_through_page(emulator, message)
     _say("page: the responder clicked Diagnose (a signed block_actions request)")
 
@@ -226,6 +237,15 @@ async def _walkthrough(emulator: SlackEmulator, message: dict[str, Any]) -> None
     if "Diagnosis" not in snapshot["thread_html"]:
         raise RuntimeError("the page's thread does not show the diagnosis")
     _say("page: the thread shows the diagnosis")
+    if forest.samba is None:
+        _say("no directory, so no plan: the procedure's steps target only DCs that LDAP knows")
+        return
+    walk = PageWalk(
+        emulator, CHANNEL, message["ts"], _say, responder=RESPONDER, approvers=APPROVERS
+    )
+    closed = await walk_procedure(walk, message, retry_wait=DEMO_REPLICATION_SECONDS)
+    last = step_line(closed, current_key(closed) or "12").rsplit("\n", 1)[-1]
+    _say(f"page: procedure closed; final verification: {last[:200]}")
 
 
 def _on_signals(stop: asyncio.Event) -> Callable[[], None]:
@@ -273,7 +293,7 @@ async def run_demo(
                 f"{emulator.web.url(RESPONDER)}"
             )
             if once:
-                await _walkthrough(emulator, message)
+                await _walkthrough(emulator, message, forest)
             else:
                 _say(
                     "choose who you are on the page (responder, approver 1, approver 2); "

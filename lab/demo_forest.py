@@ -30,6 +30,10 @@ WINRM_PASSWORD_ENV = "AD1411_DEMO_WINRM_PASSWORD"
 # Windows takes minutes; the lab restarts a DC in seconds.
 DEMO_RESTART = RestartTiming(grace_seconds=1.0, downtime_seconds=4.0, directory_delay_seconds=0.5)
 
+# Samba pulls from each partner every 5 min by default; a visitor reaching step 12 a minute
+# after step 3b should find the failures of the outage retried and cleared, as on a DC whose
+# schedule has come round.
+DEMO_REPLICATION_SECONDS = 15
 USED_MARKER = "demo-broke-this-forest"
 Say = Callable[[str], None]
 
@@ -52,7 +56,11 @@ def open_samba_forest(lab_dir: Path, say: Say) -> tuple[SambaForest, AddressPair
     """The cached lab forest, started and healthy (provisioned first when there is none)."""
     lab_dir.mkdir(parents=True, exist_ok=True)
     claim = claim_address_pair(_cached_addresses(lab_dir))
-    forest = SambaForest(lab_dir / f"samba-{claim.address}", first_address=claim.address)
+    forest = SambaForest(
+        lab_dir / f"samba-{claim.address}",
+        first_address=claim.address,
+        replication_interval_seconds=DEMO_REPLICATION_SECONDS,
+    )
     try:
         if (forest.base_dir / "lab-state.json").exists():
             say(f"Samba AD forest: starting DC1 and DC2 on {claim.address} (cached)")
@@ -185,7 +193,7 @@ def start_forest(
         )
     say(
         f"Samba AD forest: not used ({reason}); the DC simulator runs alone, so the diagnosis "
-        "will find no directory to read"
+        "will find no directory to read and the procedure, planned from it, cannot start"
     )
     lab = DcLab(SIM_FOREST, work_dir / "dcsim")
     fqdns = [f"dc1.{SIM_FOREST}", f"dc2.{SIM_FOREST}"]

@@ -3,6 +3,7 @@
 Public API (all operations are real: samba-tool, ldb tools, LDAP):
 
     forest = SambaForest(base_dir, first_address="127.0.0.2", dc_count=2)
+        # replication_interval_seconds=300: each DC's scheduled pull (dreplsrv), set at start
     forest.start()        # provisions on first use (about 20 s), else starts the DCs
     forest.stop()         # stops the samba processes this object started (by PID)
     forest.clean()        # stop, then delete base_dir
@@ -99,6 +100,7 @@ SERVICE_ACCOUNT = "svc-ad1411"
 _START_TIMEOUT = 90.0
 _STOP_TIMEOUT = 20.0
 _COMMAND_TIMEOUT = 180.0
+_REPLICATION_INTERVAL = "dreplsrv:periodic_interval"
 
 
 class SambaLabError(RuntimeError):
@@ -193,6 +195,8 @@ class SambaForest:
     dcs: list[DcInfo] = field(default_factory=list)
     _holder: subprocess.Popen[bytes] | None = field(default=None, repr=False)
     _samba: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict, repr=False)
+    # Samba's scheduled pull from each partner (dreplsrv:periodic_interval; Samba's default)
+    replication_interval_seconds: int = 300
     _dirty: bool = field(default=False, repr=False)
     _restore_needed: bool = field(default=False, repr=False)
 
@@ -428,6 +432,7 @@ class SambaForest:
             # topology changes only when a test or a step runs `drs kcc`
             "\tkccsrv:periodic_startup_interval = 86400\n"
             "\tkccsrv:periodic_interval = 86400\n"
+            f"\t{_REPLICATION_INTERVAL} = {self.replication_interval_seconds}\n"
             "\tprefork children = 2\n"
             "\n[sysvol]\n"
             f"\tpath = {root / 'state' / 'sysvol'}\n"
@@ -436,6 +441,17 @@ class SambaForest:
             f"\tpath = {root / 'state' / 'sysvol' / self.forest / 'scripts'}\n"
             "\tread only = No\n"
         )
+
+    def _set_replication_interval(self, smb_conf: Path) -> None:
+        """The scheduled pull interval this object asks for, in a cached DC's smb.conf."""
+        lines = [
+            line
+            for line in smb_conf.read_text().splitlines(keepends=True)
+            if not line.strip().startswith(_REPLICATION_INTERVAL)
+        ]
+        at = lines.index("[global]\n") + 1
+        lines.insert(at, f"\t{_REPLICATION_INTERVAL} = {self.replication_interval_seconds}\n")
+        smb_conf.write_text("".join(lines))
 
     def _start_dc(self, name: str, address: str) -> None:
         paths = self._paths(name)
@@ -539,6 +555,8 @@ class SambaForest:
             return self
         self._load_state()
         self._write_etc()
+        for name, _, _ in self._planned():
+            self._set_replication_interval(self._paths(name).smb_conf)
         if self._holder is None or self._holder.poll() is not None:
             self._start_holder()
         for name, _, address in self._planned():

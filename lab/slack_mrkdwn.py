@@ -61,6 +61,11 @@ EMOJI = {
     "raising_hand": "🙋",
     "stop_sign": "🛑",
     "arrow_right": "➡️",
+    "white_circle": "⚪",
+    "gear": "⚙️",
+    "ballot_box_with_check": "☑️",
+    "fast_forward": "⏩",
+    "octagonal_sign": "🛑",
 }
 
 

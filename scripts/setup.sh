@@ -28,6 +28,8 @@ command -v cc >/dev/null 2>&1 || need_pkgs+=(gcc libc6-dev)
 if [ "${1:-}" = "--with-browser" ]; then
   command -v chromium >/dev/null 2>&1 || need_pkgs+=(chromium fonts-dejavu-core)
   command -v chromedriver >/dev/null 2>&1 || need_pkgs+=(chromium-driver)
+  # the bot's step icons are emoji: without a colour emoji font they are empty boxes
+  [ -e /usr/share/fonts/truetype/noto/NotoColorEmoji.ttf ] || need_pkgs+=(fonts-noto-color-emoji)
 fi
 if [ ${#need_pkgs[@]} -gt 0 ]; then
   if [ "$(id -u)" -eq 0 ]; then

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import re
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -38,6 +39,28 @@ SHOTS = ROOT / "test-results" / "screenshots"
 DOCS_IMG = ROOT / "docs" / "img"
 UPDATE_DOCS = os.environ.get("AD1411_UPDATE_SCREENSHOTS") == "1"
 TIMEOUT_MS = 60_000
+
+
+# Scroll the thread to the last message containing the text; true once it has stayed there
+# (same scroll position and content height) for three polls in a row.
+_SCROLL_TO_MESSAGE = """text => {
+  const thread = document.querySelector('#thread');
+  const hits = [...thread.querySelectorAll('.message')].filter(m => m.innerText.includes(text));
+  if (!hits.length) return false;
+  const target = hits[hits.length - 1];
+  const offset = target.getBoundingClientRect().top - thread.getBoundingClientRect().top;
+  const atEnd = thread.scrollTop + thread.clientHeight >= thread.scrollHeight - 2;
+  const last = !target.nextElementSibling;
+  if (Math.abs(offset) > 2 && !(offset > 0 && atEnd && last)) {
+    thread.scrollTop += offset;
+    window.__shown = null;
+    return false;
+  }
+  const seen = [thread.scrollTop, thread.scrollHeight].join();
+  const before = window.__shown || { seen: '', count: 0 };
+  window.__shown = { seen: seen, count: before.seen === seen ? before.count + 1 : 1 };
+  return window.__shown.count >= 3;
+}"""
 
 
 @contextmanager
@@ -111,6 +134,16 @@ class SlackPage:
         self.page.eval_on_selector(
             "#thread", "el => { el.scrollTop = el.lastElementChild.offsetTop - el.offsetTop; }"
         )
+
+    def show_in_thread(self, text: str) -> None:
+        """Scroll the thread so the (last) message showing `text` starts at its top (or the
+        thread is at its end), re-scrolling until a re-render no longer moves it."""
+        self.wait_in_thread(text)
+        deadline = time.monotonic() + TIMEOUT_MS / 1000
+        while not self.page.evaluate(_SCROLL_TO_MESSAGE, text):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the thread did not stay scrolled to {text!r}")
+            self.page.wait_for_timeout(200)  # a poll interval: the condition is re-checked
 
     def thread_text(self) -> str:
         """Everything the open thread shows, as text."""

@@ -28,6 +28,11 @@ from bot.procedure.readings import (
 from bot.windows.win32 import describe
 
 R = TypeVar("R")
+# A link's last result stays what it was before the fix until that link replicates again.
+REPLICATION_RETRY_HINT = (
+    "Failures recorded before the fix clear when those links next replicate: wait for the "
+    "schedule or force it (repadmin /syncall /AdeP), then Retry"
+)
 
 
 @dataclass(frozen=True)
@@ -285,6 +290,7 @@ def _verify_final(proc: Procedure, step: PlannedStep, applied: Sequence[Reading]
     if summary is None or not summary.healthy:
         detail = "; ".join(summary.problems) if summary else "no result"
         problems.append(f"repadmin /replsummary is not clean ({detail})")
+    replication_failing = bool(problems)
     diag = _one(applied, DiagnosisReading)
     if diag is None or not diag.resolved:
         problems.append(f"a fresh diagnosis still finds {diag.cause if diag else 'no result'}")
@@ -292,6 +298,8 @@ def _verify_final(proc: Procedure, step: PlannedStep, applied: Sequence[Reading]
         shown = "; ".join(problems[:8]) + (
             f"; and {len(problems) - 8} more" if len(problems) > 8 else ""
         )
+        if replication_failing:
+            shown += f". {REPLICATION_RETRY_HINT}"
         return Verdict(False, shown)
     return Verdict(
         True,

@@ -71,7 +71,8 @@ _OPTIONS_LINE = re.compile(r"^(?P<which>Current|New) DSA options: ?(?P<names>.*)
 
 # Runs with Samba's own Python bindings on the destination DC's database: add one repsFrom
 # tuple and make the running replication service re-read repsFrom, or (test set-up, DC
-# stopped) drop one. Exit 3: the tuple already exists (add) or is absent (drop).
+# stopped) drop one repsFrom or repsTo tuple (the last argument names the attribute).
+# Exit 3: the tuple already exists (add) or is absent (drop).
 _REPS_FROM_SCRIPT = """
 import sys
 import ldb
@@ -82,14 +83,14 @@ from samba.ndr import ndr_pack, ndr_unpack
 from samba.param import LoadParm
 from samba.samdb import SamDB
 
-action, smb_conf, nc, guid, invocation_id, dns_name = sys.argv[1:7]
+action, smb_conf, nc, guid, invocation_id, dns_name, attribute = sys.argv[1:8]
 lp = LoadParm()
 lp.load(smb_conf)
 samdb = SamDB(url=lp.samdb_url(), session_info=system_session(), lp=lp)
 
-def reps(dn):
-    res = samdb.search(base=dn, scope=ldb.SCOPE_BASE, attrs=["repsFrom"])
-    return [bytes(v) for v in res[0].get("repsFrom", [])]
+def reps(dn, name=attribute):
+    res = samdb.search(base=dn, scope=ldb.SCOPE_BASE, attrs=[name])
+    return [bytes(v) for v in res[0].get(name, [])]
 
 def source(value):
     return str(ndr_unpack(drsblobs.repsFromToBlob, value).ctr.source_dsa_obj_guid)
@@ -120,7 +121,7 @@ else:
     tuple_.dns_name1 = dns_name
     kept = values + [ndr_pack(tuple_.ndr_blob)]
 msg = ldb.Message(ldb.Dn(samdb, nc))
-msg["repsFrom"] = ldb.MessageElement(kept, ldb.FLAG_MOD_REPLACE, "repsFrom")
+msg[attribute] = ldb.MessageElement(kept, ldb.FLAG_MOD_REPLACE, attribute)
 samdb.modify(msg)
 if action == "add":
     irpc.irpc("irpc:dreplsrv", lp_ctx=lp).dreplsrv_refresh()
@@ -394,7 +395,14 @@ class SambaRepadmin:
 
 
 def _reps_from_argv(
-    forest: SambaForest, action: str, nc: str, dest: DcInfo, source: DcInfo, *, invocation_id: str
+    forest: SambaForest,
+    action: str,
+    nc: str,
+    dest: DcInfo,
+    source: DcInfo,
+    *,
+    invocation_id: str,
+    attribute: str = "repsFrom",
 ) -> list[str]:
     smb_conf = _smb_conf(forest, dest)
     return [
@@ -408,6 +416,7 @@ def _reps_from_argv(
         source.dsa_guid,
         str(uuid.UUID(invocation_id)),
         f"{source.dsa_guid}._msdcs.{forest.forest}",
+        attribute,
     ]
 
 
@@ -436,29 +445,42 @@ def write_inbound_link(
 
 
 def drop_inbound_link(forest: SambaForest, nc: str, dest: DcInfo, source: DcInfo) -> bool:
-    """Test set-up: remove DEST's repsFrom tuple for SOURCE on NC; False if it was absent.
+    """Test set-up: remove DEST's repsFrom tuple for SOURCE on NC, and SOURCE's repsTo tuple
+    for DEST (a DC that does not replicate from SOURCE is not notified by it); False if the
+    repsFrom tuple was absent.
 
     Samba's replication service never forgets a source it has loaded (a refresh only adds),
-    and a change notification would write the tuple back, so the forest is stopped for the
-    edit and started again (a few seconds). forest.reset() cannot see repsFrom: heal with
-    repadmin /add or /kcc, or mark_dirty().
+    and SOURCE's change notification makes DEST pull and write the tuple back, so the forest
+    is stopped for the edit and started again (a few seconds). forest.reset() cannot see
+    repsFrom: heal with repadmin /add or /kcc, or mark_dirty().
     """
-    argv = _reps_from_argv(forest, "drop", nc, dest, source, invocation_id=str(uuid.UUID(int=0)))
+    no_id = str(uuid.UUID(int=0))
+    edits = [
+        _reps_from_argv(forest, "drop", nc, dest, source, invocation_id=no_id),
+        _reps_from_argv(forest, "drop", nc, source, dest, invocation_id=no_id, attribute="repsTo"),
+    ]
     forest.stop()
     try:
-        # the DCs are stopped: a plain local ldb edit, outside the lab's namespace
-        proc = subprocess.run(
-            argv,
-            capture_output=True,
-            text=True,
-            env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"},
-            timeout=120,
-            check=False,
-        )
+        # the DCs are stopped: plain local ldb edits, outside the lab's namespace
+        procs = [
+            subprocess.run(
+                argv,
+                capture_output=True,
+                text=True,
+                env={"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C.UTF-8"},
+                timeout=120,
+                check=False,
+            )
+            for argv in edits
+        ]
     finally:
         forest.start()
-    result = CommandResult(tuple(argv[:2]), proc.returncode, proc.stdout, proc.stderr)
-    return _checked(result, f"removing the repsFrom of {nc} from {source.fqdn} on {dest.fqdn}")
+    results = [
+        CommandResult(tuple(argv[:2]), p.returncode, p.stdout, p.stderr)
+        for argv, p in zip(edits, procs, strict=True)
+    ]
+    _checked(results[1], f"removing the repsTo of {nc} for {dest.fqdn} on {source.fqdn}")
+    return _checked(results[0], f"removing the repsFrom of {nc} from {source.fqdn} on {dest.fqdn}")
 
 
 def samba_repadmin(forest: SambaForest) -> Callable[[Forest, str], RepadminBackend]:

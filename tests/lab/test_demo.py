@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.browser import VIEWPORT, SlackPage, chromium
+from tests.browser import SlackPage, chromium
 from tests.procs import BotProcess, bot_env
 
 pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.samba, pytest.mark.slack]
@@ -23,6 +23,17 @@ pytestmark = [pytest.mark.e2e, pytest.mark.slow, pytest.mark.samba, pytest.mark.
 INCIDENT = re.compile(r"^demo: incident open after \d+ s: (http://127\.0\.0\.1:\d+/)\?as=")
 SIMULATED = re.compile(r"dc\d\.\S+ http://(127\.0\.0\.\d+):\d+")
 RESPONDER, APPROVER_1, APPROVER_2 = "U0ONCALL1", "U0APPROV1", "U0APPROV2"
+# Tall enough for the whole procedure message in the thread pane.
+TALL = {"width": 1360, "height": 1240}
+DEMO_DOC = Path(__file__).resolve().parents[2] / "docs" / "demo.md"
+SHOTS_TAKEN = (
+    "demo-1-incident",
+    "demo-2-diagnosis",
+    "demo-3-plan",
+    "demo-4-approval-requested",
+    "demo-5-step-done",
+    "demo-6-approver-2",
+)
 
 
 @pytest.fixture(scope="module")
@@ -69,6 +80,13 @@ def test_demo_once_reaches_the_incident_page_and_exits(tmp_path: Path, lab_dir: 
         assert re.search(r"demo: event source: Event 1411 from dc1\.\S+ about dc2\.\S+", out)
         assert "SERVER REFERENCE MISSING" in out
     assert "demo: page: the thread shows the diagnosis" in out
+    # The whole procedure, clicked on the page: the responder asks and runs, approvers approve.
+    assert "demo: page: the plan has steps 0, 1, 2, 3, 3b, 11, 12" in out
+    assert "demo: page: U0APPROV1 approved step 1" in out
+    assert "demo: page: U0APPROV2 approved step 3b" in out
+    assert "demo: page: step 3b done" in out and "demo: page: step 12 done" in out
+    assert "demo: page: U0ONCALL1 closed the procedure" in out
+    assert re.search(r"final verification: .*no longer reproduces the problem", out), out
     assert demo.lines[-1] == "demo: stopping"
     _nothing_left(demo, page)
 
@@ -107,10 +125,12 @@ def running_demo(tmp_path: Path, lab_dir: Path) -> Iterator[tuple[BotProcess, st
         _nothing_left(demo, match.group(1))
 
 
-def test_two_people_on_the_demo_page(running_demo: tuple[BotProcess, str]) -> None:
+def test_three_people_take_the_first_approved_step_on_the_demo_page(
+    running_demo: tuple[BotProcess, str],
+) -> None:
     demo, url = running_demo
     with chromium() as browser:
-        slack = SlackPage(browser.new_page(viewport=VIEWPORT), url)
+        slack = SlackPage(browser.new_page(viewport=TALL), url)
 
         slack.open(RESPONDER)
         slack.wait_for("AD Event 1411: replication SPN failure")
@@ -125,21 +145,48 @@ def test_two_people_on_the_demo_page(running_demo: tuple[BotProcess, str]) -> No
         thread = slack.thread_text()
         assert "Diagnosis of" in thread and "requested by @alice" in thread
         assert "dc2." in thread and "Root DC: dc1." in thread
-        slack.show_last_reply()
-        slack.screenshot("demo-3-diagnosis-thread")
+        slack.show_in_thread("Diagnosis of")
+        slack.screenshot("demo-2-diagnosis")
 
-        # Approver 1 presses Start procedure; the answer is for them alone.
-        slack.act_as(APPROVER_1)
+        # The responder starts the procedure: the plan, from that diagnosis, in the thread.
         slack.click("Start procedure")
         slack.wait_for("started with")
-        slack.wait_for("Only visible to you")
-        slack.screenshot("demo-2-approver-ephemeral")
+        slack.wait_in_thread("KB938704 procedure")
+        plan = slack.thread_text()
+        for step in ("1. Shorten RepsTo failure time", "3b. Restore serverReference", "12. "):
+            assert step in plan, step
+        assert "4. Allow SPN fallback" not in plan  # DC1 misses no link: no KB links
+        slack.show_in_thread("KB938704 procedure")
+        slack.screenshot("demo-3-plan")
 
-        # Approver 2 sees the same thread, without the others' ephemeral replies.
-        slack.act_as(APPROVER_2)
-        slack.wait_in_thread("SERVER REFERENCE MISSING")
-        assert slack.absent("queued; the result") and slack.absent("started with")
+        # Step 1 changes the registry: the responder asks, and may not approve it herself.
+        slack.click("Request approval", where="#thread")
+        slack.wait_in_thread("awaiting approval")
+        slack.click("Approve", where="#thread")
+        slack.wait_for("You are not an approver, so your approval cannot count")
+        slack.show_in_thread("KB938704 procedure")
+        slack.screenshot("demo-4-approval-requested")
+
+        # Approver 1 approves; the worker runs it on DC1 over WinRM and reads it back.
+        slack.act_as(APPROVER_1)
+        slack.open_thread()
+        slack.click("Approve", where="#thread")
+        slack.wait_in_thread("approved by @carol")
+        slack.wait_in_thread("read back: 60 (REG_DWORD)")
         slack.show_last_reply()
-        slack.screenshot("demo-4-approver-2")
+        slack.screenshot("demo-5-step-done")
+
+        # Approver 2 sees the same thread, without the others' ephemeral replies; step 2 next.
+        slack.act_as(APPROVER_2)
+        slack.open_thread()
+        slack.wait_in_thread("approved by @carol")
+        assert slack.absent("queued; the result") and slack.absent("started with")
+        assert slack.absent("your approval cannot count")
+        slack.show_in_thread("KB938704 procedure")
+        slack.screenshot("demo-6-approver-2")
     out = "\n".join(demo.lines)
     assert "Samba AD forest: " in out and "SERVER REFERENCE MISSING" in thread
+    documented = set(re.findall(r"\(img/([\w-]+)\.png\)", DEMO_DOC.read_text()))
+    assert documented == set(SHOTS_TAKEN), "docs/demo.md and the screenshots this test takes"
+    committed = {p.stem for p in DEMO_DOC.parent.glob("img/demo-*.png")}
+    assert committed == documented, "docs/img/demo-*.png: refresh with AD1411_UPDATE_SCREENSHOTS=1"
