@@ -51,16 +51,18 @@ class ProcedureMessages:
 
     async def changed(self, procedure_id: str) -> None:
         """Show the latest state now, then at most once per window while changes keep coming."""
-        if not await self.store.take_update_slot(procedure_id, self._slot_ttl()):
+        slot = await self.store.take_update_slot(procedure_id, self._slot_ttl())
+        if slot is None:
             return  # the holder of the slot shows this change at its trailing edge
         try:
             while True:
                 await self.flush(procedure_id)
                 await asyncio.sleep(self.window)
-                await self.store.release_update_slot(procedure_id)
+                await self.store.release_update_slot(procedure_id, slot)
                 if not await self.store.is_dirty(procedure_id):
                     return
-                if not await self.store.take_update_slot(procedure_id, self._slot_ttl()):
+                slot = await self.store.take_update_slot(procedure_id, self._slot_ttl())
+                if slot is None:
                     return
         except Exception as exc:
             if isinstance(exc, StoreUnavailable):
@@ -68,9 +70,13 @@ class ProcedureMessages:
             else:
                 log.exception("updating the message of procedure %s failed", procedure_id)
             # Through a failover too: a slot left held would stall every update for its TTL.
+            # Only this process's slot: after a failover another may hold it already.
+            held = slot
+            if held is None:
+                return
             with contextlib.suppress(StoreUnavailable):
                 await until_durable(
-                    lambda: self.store.release_update_slot(procedure_id),
+                    lambda: self.store.release_update_slot(procedure_id, held),
                     what=f"update slot of procedure {procedure_id}",
                 )
 
@@ -96,6 +102,10 @@ class ProcedureMessages:
             )
         except SlackApiError as exc:
             log.error("updating procedure %s failed: %s", procedure_id, exc.response.get("error"))
+        # Slack applies updates in the order they arrive: if the procedure moved on while this
+        # one was on its way, a newer update from another process may have landed first and
+        # this one hidden it. The message is then stale again, and the next flush fixes it.
+        await self.store.redirty_if_newer(procedure_id, stored.version)
 
     async def _post(
         self, procedure_id: str, incident_id: str, blocks: list[dict[str, Any]], text: str

@@ -20,7 +20,7 @@ from typing import Any, Protocol, Self, TypeVar
 
 from aiohttp import web
 
-from lab.slack_faults import FaultPlan
+from lab.slack_faults import HOLD_LIMIT_SECONDS, FaultPlan
 from lab.slack_methods import JSON_FIELDS, METHODS, post_to_response_url
 from lab.slack_socket import SocketHub
 from lab.slack_web import SlackWebPage
@@ -363,6 +363,8 @@ class SlackEmulator:
         fault = self.faults.take(method)
         if fault is not None and fault.delay:
             await asyncio.sleep(fault.delay)
+        if fault is not None and fault.hold is not None:
+            await asyncio.to_thread(fault.hold.wait, HOLD_LIMIT_SECONDS)
         status = 200
         headers: dict[str, str] = {}
         try:

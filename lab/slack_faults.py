@@ -13,11 +13,15 @@ class Fault:
     status: int | None  # 429 or 5xx; None answers normally, only later
     retry_after: int | None = None  # seconds, sent as Retry-After with 429
     delay: float = 0.0  # seconds to wait before answering
+    hold: threading.Event | None = None  # answered only once this is set (a test's release)
 
     def body(self) -> dict[str, object]:
         """The JSON body Slack sends with this status (for a failing fault)."""
         error = "ratelimited" if self.status == 429 else "internal_error"
         return {"ok": False, "error": error}
+
+
+HOLD_LIMIT_SECONDS = 60.0
 
 
 class FaultPlan:
@@ -49,6 +53,15 @@ class FaultPlan:
         """The next `times` calls of `method` answer normally but only after `delay` seconds."""
         with self._lock:
             self._queued.setdefault(method, []).extend([Fault(None, None, delay)] * times)
+
+    def hold_next(self, method: str) -> threading.Event:
+        """The next call of `method` is answered (and takes effect) only once the returned
+        event is set: a test orders calls by conditions, not by delays. Released after
+        HOLD_LIMIT_SECONDS anyway (a hang guard)."""
+        release = threading.Event()
+        with self._lock:
+            self._queued.setdefault(method, []).append(Fault(None, None, 0.0, release))
+        return release
 
     def take(self, method: str) -> Fault | None:
         """The fault for this call, if one is queued for the method or for any method."""

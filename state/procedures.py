@@ -302,16 +302,30 @@ class ProcedureStore:
         )
         return bool(ok)
 
-    async def take_update_slot(self, procedure_id: str, window_s: float) -> bool:
-        """Claim the right to update the message in this window (coalescing)."""
+    async def take_update_slot(self, procedure_id: str, window_s: float) -> str | None:
+        """Claim the right to update the message in this window (coalescing); the token that
+        holds it, or None when another process holds it."""
+        token = uuid.uuid4().hex
         ok = await self.client.set(
-            procedure_key(procedure_id) + ":slot", b"1", nx=True, px=max(1, int(window_s * 1000))
+            procedure_key(procedure_id) + ":slot",
+            token.encode(),
+            nx=True,
+            px=max(1, int(window_s * 1000)),
         )
-        return bool(ok)
+        return token if ok else None
 
-    async def release_update_slot(self, procedure_id: str) -> None:
-        """Let the next change claim an update slot."""
-        await self.client.delete(procedure_key(procedure_id) + ":slot")
+    async def release_update_slot(self, procedure_id: str, token: str) -> None:
+        """Let the next change claim an update slot, if this token still holds it (a slot that
+        expired, or was lost in a failover, may belong to another process now)."""
+        await self.scripts("lock_release", [procedure_key(procedure_id) + ":slot"], [token])
+
+    async def redirty_if_newer(self, procedure_id: str, shown_version: int) -> bool:
+        """After an update that showed `shown_version`: mark the message stale again when the
+        procedure has moved on since (True then)."""
+        res = await self.scripts(
+            "redirty_if_newer", [procedure_key(procedure_id)], [str(shown_version)]
+        )
+        return bool(res)
 
     async def take_dirty(self, procedure_id: str) -> bool:
         """Clear and return the 'message needs an update' flag."""

@@ -11,10 +11,16 @@ from typing import Any
 
 import pytest
 
+from bot.app.slack import slack_client
 from bot.procedure.plan import ApprovalPolicy
 from bot.procedure.planner import build_plan
+from handlers.procedure_messages import ProcedureMessages
+from handlers.thread import IncidentThread
 from lab.slack_driver import SlackDriver
 from lab.slack_emulator import SlackEmulator
+from state.connection import async_client
+from state.incidents import IncidentStore
+from state.procedures import ProcedureStore
 from tests.inprocess import running_bot
 from tests.procedure_lab import (
     APPROVER1,
@@ -30,6 +36,8 @@ from tests.procedure_lab import (
     seeded_diagnosis,
     step_state,
 )
+from tests.procedure_run import procedure_id_of
+from tests.waiting import until
 
 pytestmark = [pytest.mark.slack, pytest.mark.winrm]
 
@@ -306,3 +314,57 @@ async def test_a_listener_slower_than_slacks_3_s_is_acknowledged_and_goes_on(
     # The form works as usual.
     await lab.driver.submit_view(views[-1]["id"], reason_values("set by GPO"), user_id=RESPONDER)
     await lab.wait_message(incident["ts"], lambda m: step_state(m, "1.1") == "skipped")
+
+
+async def test_an_update_that_lands_after_a_newer_one_is_shown_again(lab: ProcedureLab) -> None:
+    """Two processes update one procedure message, and the one that rendered the older state
+    reaches Slack last (its call held in the emulator): the message is marked stale again and
+    the latest state is shown, not the one that landed last. A slot its holder outlived is not
+    released by it."""
+    _, incident, msg = await _started(lab)
+    procedure_id = procedure_id_of(msg)
+    client = async_client(lab.redis_url)
+    store = ProcedureStore(client)
+    slack = slack_client(lab.settings)
+    other = ProcedureMessages(
+        store,
+        IncidentStore(client),
+        slack,
+        IncidentThread(slack),
+        window_seconds=0.2,
+        ttl_seconds=3600,
+    )
+    try:
+        # Another process starts to show the procedure as it is now (step 1.1 pending)...
+        assert await store.redirty_if_newer(procedure_id, -1)
+        held = lab.emulator.faults.hold_next("chat.update")
+        stale = asyncio.create_task(other.flush(procedure_id))
+        await lab.emulator.wait_for_async(lambda: lab.emulator.faults.pending("chat.update") == 0)
+        # ...while a click moves it on, and serve shows that at once.
+        assert (await lab.click(msg, "Request approval", RESPONDER)).status == 200
+        await lab.wait_message(incident["ts"], lambda m: "Approve" in buttons(m))
+        held.set()
+        await asyncio.wait_for(stale, 60)
+        # The older update landed last; the message is stale again and shown anew.
+        shown = await lab.wait_message(incident["ts"], lambda m: "Approve" in buttons(m))
+        assert step_state(shown, "1.1") == "awaiting approval", step_state(shown, "1.1")
+
+        # A slot whose holder outlived it (expired, or lost in a failover) is not released by
+        # that holder: the process that holds it now keeps it.
+        first = await until(
+            lambda: store.take_update_slot(procedure_id, 0.05), what="the slot free"
+        )
+        now_held: list[str] = []
+
+        async def taken_by_another() -> bool:
+            token = await store.take_update_slot(procedure_id, 60)
+            now_held.extend([token] if token else [])
+            return bool(now_held)
+
+        await until(taken_by_another, timeout=30, what="the slot expired and taken again")
+        await store.release_update_slot(procedure_id, first)
+        assert await store.take_update_slot(procedure_id, 60) is None
+        await store.release_update_slot(procedure_id, now_held[0])
+        assert await store.take_update_slot(procedure_id, 60) is not None
+    finally:
+        await client.aclose()
