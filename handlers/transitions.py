@@ -88,6 +88,8 @@ def refusal_entry(
             "step": intent.step_key or "",
             "code": refusal.code,
             "reason": refusal.reason[:300],
+            # A worker acts for the person who queued the step: its refusals are its own.
+            **({"worker": actor.worker} if actor.worker else {}),
         },
     )
 

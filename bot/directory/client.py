@@ -599,14 +599,22 @@ class DirectoryClient:
         pages = 0
         while True:
             pages += 1
-            conn.search(
-                search.base,
-                search.filter,
-                search_scope=_SCOPES[search.scope],
-                attributes=list(search.attributes),
-                paged_size=None if search.scope == "base" else self.page_size,
-                paged_cookie=cookie,
-            )
+            try:
+                conn.search(
+                    search.base,
+                    search.filter,
+                    search_scope=_SCOPES[search.scope],
+                    attributes=list(search.attributes),
+                    paged_size=None if search.scope == "base" else self.page_size,
+                    paged_cookie=cookie,
+                )
+            except (ldap_exc.LDAPInvalidDnError, ldap_exc.LDAPInvalidFilterError) as exc:
+                # ldap3 checks some bases and filters itself, before the DC sees them: the
+                # caller gets the same error either way.
+                raise DirectorySearchFailed(
+                    f"search of {search.base or 'rootDSE'} for {search.filter} on {dc} failed: "
+                    f"{exc}"
+                ) from None
             result = conn.result or {}
             code = result.get("result")
             if code == _NO_SUCH_OBJECT:

@@ -35,6 +35,8 @@ _TIMELINE = {
     "procedure_closed": "closed the procedure",
     "refused": "was refused ({act} {step}): {code}",
 }
+# A worker's report refused (a job delivered again after its step moved on): the worker's.
+_WORKER_REFUSED = "worker {worker} was refused ({act} {step}): {code}"
 
 
 @dataclass(frozen=True)
@@ -105,6 +107,8 @@ def _seconds(proc: Procedure, key: str) -> float | None:
 
 def _line(entry: Mapping[str, str]) -> str:
     template = _TIMELINE[entry["event"]]
+    if entry["event"] == "refused" and entry.get("worker"):
+        template = _WORKER_REFUSED
     values = {
         k: entry.get(k, "")
         for k in ("step", "reason", "worker", "previous_worker", "seconds", "by", "act", "code")

@@ -12,10 +12,14 @@ from typing import Any
 import pytest
 
 from bot.app.slack import slack_client
+from bot.procedure.approval import Actor
 from bot.procedure.plan import ApprovalPolicy
 from bot.procedure.planner import build_plan
+from bot.procedure.report import build_report
+from bot.procedure.rules import Act, Intent
 from handlers.procedure_messages import ProcedureMessages
 from handlers.thread import IncidentThread
+from handlers.transitions import ProcedureEngine, Refused
 from lab.slack_driver import SlackDriver
 from lab.slack_emulator import SlackEmulator
 from state.connection import async_client
@@ -368,3 +372,30 @@ async def test_an_update_that_lands_after_a_newer_one_is_shown_again(lab: Proced
         assert await store.take_update_slot(procedure_id, 60) is not None
     finally:
         await client.aclose()
+
+
+async def test_a_workers_refused_report_is_the_workers_in_the_audit_and_the_report(
+    lab: ProcedureLab,
+) -> None:
+    """A worker acts for the person who queued the step; when its report is refused (a job
+    delivered again after its step moved on), the audit and the report name the worker, not
+    the person."""
+    _, _, msg = await _started(lab)
+    procedure_id = procedure_id_of(msg)
+    client = async_client(lab.redis_url)
+    try:
+        engine = ProcedureEngine(ProcedureStore(client), 3600)
+        claim = Intent(Act.CLAIM, "1.1", job_id="a-job-never-queued")
+        outcome = await engine.act(procedure_id, claim, Actor(RESPONDER, worker="w-lab-7"))
+        assert isinstance(outcome, Refused), outcome
+        proc = await engine.procedure(procedure_id)
+    finally:
+        await client.aclose()
+    assert proc is not None
+    audit = await lab.audit()
+    refused = [e for e in audit if e["event"] == "refused"]
+    assert [(e["user"], e.get("worker"), e["act"]) for e in refused] == [
+        (RESPONDER, "w-lab-7", "claim")
+    ], refused
+    lines = [m.what for m in build_report(proc, audit).timeline if "refused" in m.what]
+    assert lines == [f"worker w-lab-7 was refused (claim 1.1): {refused[0]['code']}"], lines
