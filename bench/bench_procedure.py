@@ -482,7 +482,7 @@ def redis_benchmark_binary() -> str:
         return found
     raise SystemExit(
         "redis-benchmark is missing: install Debian's redis-tools (apt-get install redis-tools); "
-        "`python -m bench` does it when run as root"
+        "./scripts/setup.sh does it when run as root"
     )
 
 

