@@ -29,6 +29,7 @@ from typing import Any
 import aiohttp
 import redis.asyncio
 from aiohttp import web
+from pydantic import SecretStr
 
 from bench.bench_procedure import APPROVERS, RESPONDER, TTL_SECONDS, diagnosis, free_port
 from bench.results import Measure, RunResult
@@ -149,11 +150,11 @@ class ClickBench:
     async def start(self) -> None:
         env = EnvSettings(
             SLACK_API_URL=self.emulator.api_url,
-            SLACK_BOT_TOKEN=LAB_BOT_TOKEN,
-            SLACK_SIGNING_SECRET=SIGNING_SECRET,
+            SLACK_BOT_TOKEN=SecretStr(LAB_BOT_TOKEN),
+            SLACK_SIGNING_SECRET=SecretStr(SIGNING_SECRET),
             REDIS_URL=self.redis_url,
-            AD1411_CONFIG=str(_config(self.work / "c.toml")),
-            ALERT_WEBHOOK_TOKEN=WEBHOOK_TOKEN,
+            AD1411_CONFIG=_config(self.work / "c.toml"),
+            ALERT_WEBHOOK_TOKEN=SecretStr(WEBHOOK_TOKEN),
             PORT=0,
             HOST="127.0.0.1",
         )

@@ -362,7 +362,7 @@ class Monitor:
         self.url = url
         self.commands: Counter[str] = Counter()
         self._client = redis.Redis.from_url(url)
-        self._monitor = self._client.monitor()
+        self._monitor = self._client.monitor()  # type: ignore[no-untyped-call]
         self._monitor.__enter__()
         self._thread = threading.Thread(target=self._listen, daemon=True)
         self._thread.start()
