@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -45,16 +46,18 @@ async def _said(lab: ProcedureLab, words: str) -> str:
     return found[-1]
 
 
-async def _diagnosis_jobs(lab: ProcedureLab, incident_id: str) -> list[dict[bytes, bytes]]:
+async def _diagnosis_jobs(lab: ProcedureLab, incident_id: str) -> list[dict[Any, Any]]:
     client = async_client(lab.redis_url)
     try:
-        entries = await client.xrange(JOBS_STREAM)
+        entries = await client.xrange(JOBS_STREAM) or []
     finally:
         await client.aclose()
     return [
         fields
         for _, fields in entries
-        if fields.get(b"kind") == b"diagnose" and fields.get(b"incident") == incident_id.encode()
+        if fields is not None
+        and fields.get(b"kind") == b"diagnose"
+        and fields.get(b"incident") == incident_id.encode()
     ]
 
 
