@@ -24,6 +24,7 @@ from tests.procedure_lab import (
     ProcedureLab,
     buttons,
     procedure_lab,
+    reason_values,
     step_state,
     submit_reason,
 )
@@ -44,6 +45,15 @@ def _ephemeral(lab: ProcedureLab, words: str) -> list[str]:
 async def _said(lab: ProcedureLab, words: str) -> str:
     found = await lab.emulator.wait_for_async(lambda: _ephemeral(lab, words), timeout=30)
     return found[-1]
+
+
+async def _next_view(lab: ProcedureLab, seen: int) -> dict[str, Any]:
+    """The modal opened after the first `seen` ones."""
+
+    def opened() -> list[dict[str, Any]]:
+        return lab.emulator.views()[seen:]
+
+    return (await lab.emulator.wait_for_async(opened, timeout=30))[-1]
 
 
 async def _diagnosis_jobs(lab: ProcedureLab, incident_id: str) -> list[dict[Any, Any]]:
@@ -142,3 +152,65 @@ async def test_a_step_already_in_its_wanted_state_is_satisfied_and_nothing_is_wr
         assert step_state(msg, "1.2") == "pending"
         events = [(e["event"], e.get("step")) for e in await lab.audit()]
         assert ("step_already_done", "1.1") in events and ("step_done", "1.1") not in events
+
+
+async def test_a_burst_of_transitions_updates_the_message_at_most_once_per_window(
+    tmp_path: Path,
+    redis_url: str,
+    slack_emulator: SlackEmulator,
+    slack_signing_secret: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    window = 1.0
+    async with procedure_lab(
+        tmp_path,
+        redis_url,
+        slack_emulator,
+        slack_signing_secret,
+        monkeypatch,
+        update_seconds=window,
+    ) as lab:
+        iid, incident = await lab.open_incident()
+        ts = incident["ts"]
+        await lab.seed_diagnosis(iid)
+        await lab.driver.click(incident, text="Start procedure", user_id=RESPONDER)
+        to_request = await lab.wait_message(ts, lambda m: "Request approval" in buttons(m))
+        await lab.click(to_request, "Request approval", RESPONDER)
+        to_reject = await lab.wait_message(ts, lambda m: "Reject" in buttons(m))
+        proc_ts = to_reject["ts"]
+
+        def updates() -> list[Any]:
+            return [c for c in lab.emulator.calls("chat.update") if c.params.get("ts") == proc_ts]
+
+        # The buttons' values name the step, not the message's version: the same two
+        # messages serve every round, as fast as the bot acknowledges them.
+        before = len(updates())
+        started = time.monotonic()
+        rounds = 10
+        for n in range(rounds):
+            await lab.click(to_reject, "Reject", APPROVER2)
+            modal = await _next_view(lab, n)
+            await lab.driver.submit_view(
+                modal["id"], reason_values(f"round {n}"), user_id=APPROVER2
+            )
+            if n < rounds - 1:
+                await lab.click(to_request, "Request approval", RESPONDER)
+        final = await lab.wait_message(
+            ts,
+            lambda m: (
+                step_state(m, "1.1") == "rejected"
+                and f"round {rounds - 1}" in json.dumps(m["blocks"])
+            ),
+        )
+        elapsed = time.monotonic() - started
+        assert buttons(final) == ["Request approval", "Skip", "Abort"]
+        audit = await lab.audit()
+        transitions = sum(
+            e["event"] in ("approval_requested", "rejected") and e.get("step") == "1.1"
+            for e in audit
+        )
+        assert transitions == 2 * rounds
+        shown = len(updates()) - before
+        # At most one update per window while changes keep coming, plus the trailing one.
+        assert shown <= elapsed / window + 2, (shown, elapsed)
+        assert shown < transitions - 1, (shown, transitions)
