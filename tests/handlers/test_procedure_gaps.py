@@ -4,34 +4,41 @@ bot in-process, real Redis, the Slack emulator, real pypsrp against simulated DC
 
 from __future__ import annotations
 
+import asyncio
 import json
+import sys
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
+import redis.asyncio
 
 from lab.dcsim.state import RegistryValue
 from lab.slack_emulator import SlackEmulator
+from state.audit import incident_stream
 from state.connection import async_client
 from state.diagnoses import DiagnosisStore
 from state.keys import JOBS_STREAM
 from state.procedures import ProcedureStore
 from tests.procedure_lab import (
+    APPROVER1,
     APPROVER2,
     RESPONDER,
     ROOT,
     ProcedureLab,
+    advance,
     buttons,
     procedure_lab,
     reason_values,
     step_state,
-    submit_reason,
 )
 from tests.waiting import until
 
 pytestmark = [pytest.mark.slack, pytest.mark.winrm]
 REPS_TO = "RepsTo Failure Time (sec)"
+SPN = "Replicator Allow SPN Fallback"
+APPROVERS_GROUP = "S0APPROVE"  # the emulator's approvers group: U0APPROV1 and U0APPROV2
 
 
 def _ephemeral(lab: ProcedureLab, words: str) -> list[str]:
@@ -48,12 +55,18 @@ async def _said(lab: ProcedureLab, words: str) -> str:
 
 
 async def _next_view(lab: ProcedureLab, seen: int) -> dict[str, Any]:
-    """The modal opened after the first `seen` ones."""
+    """The reason modal opened after the first `seen` views."""
 
     def opened() -> list[dict[str, Any]]:
-        return lab.emulator.views()[seen:]
+        return [v for v in lab.emulator.views()[seen:] if v.get("callback_id") == "proc_reason"]
 
     return (await lab.emulator.wait_for_async(opened, timeout=30))[-1]
+
+
+async def _give_reason(lab: ProcedureLab, seen: int, user: str, reason: str) -> None:
+    """Fill the reason modal opened after the first `seen` ones, as `user`."""
+    modal = await _next_view(lab, seen)
+    await lab.driver.submit_view(modal["id"], reason_values(reason), user_id=user)
 
 
 async def _diagnosis_jobs(lab: ProcedureLab, incident_id: str) -> list[dict[Any, Any]]:
@@ -146,8 +159,9 @@ async def test_a_step_already_in_its_wanted_state_is_satisfied_and_nothing_is_wr
         value = root.registry_value(REPS_TO)
         assert value is not None and value.data == 60
         # Skip moves on to the next step.
+        seen = len(lab.emulator.views())
         await lab.click(msg, "Skip", RESPONDER)
-        await submit_reason(lab, RESPONDER, "already 60 on dc1")
+        await _give_reason(lab, seen, RESPONDER, "already 60 on dc1")
         msg = await lab.wait_message(ts, lambda m: step_state(m, "1.1") == "skipped")
         assert step_state(msg, "1.2") == "pending"
         events = [(e["event"], e.get("step")) for e in await lab.audit()]
@@ -214,3 +228,183 @@ async def test_a_burst_of_transitions_updates_the_message_at_most_once_per_windo
         # At most one update per window while changes keep coming, plus the trailing one.
         assert shown <= elapsed / window + 2, (shown, elapsed)
         assert shown < transitions - 1, (shown, transitions)
+
+
+# Steps that need a real directory (Samba) are skipped here; they run in the full-run test.
+NO_LDAP = frozenset({"3", "3b"})
+
+
+async def _at_step_5(lab: ProcedureLab) -> tuple[str, dict[str, Any], dict[str, Any]]:
+    """An incident whose procedure applied steps 1 to 4 (SPN fallback in place), at step 5."""
+    iid, incident = await lab.open_incident()
+    await lab.seed_diagnosis(iid)
+    await lab.driver.click(incident, text="Start procedure", user_id=RESPONDER)
+    msg = await advance(lab, incident["ts"], until="5", skip=NO_LDAP)
+    assert lab.dcs.dc(ROOT).registry_value(SPN) is not None
+    return iid, incident, msg
+
+
+async def _cli(redis_url: str, *args: str) -> tuple[int, str, str]:
+    """`ad1411 ARGS` as an operator runs it (a process of its own; the loop goes on)."""
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "bot.app.cli",
+        *args,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+        env={"REDIS_URL": redis_url, "PATH": "/usr/bin:/bin"},
+    )
+    out, err = await asyncio.wait_for(proc.communicate(), 120)
+    return int(proc.returncode or 0), out.decode(), err.decode()
+
+
+async def test_the_audit_of_a_closed_procedure_exports_and_verifies_and_shows_tampering(
+    tmp_path: Path,
+    redis_url: str,
+    slack_emulator: SlackEmulator,
+    slack_signing_secret: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async with procedure_lab(
+        tmp_path, redis_url, slack_emulator, slack_signing_secret, monkeypatch
+    ) as lab:
+        iid, incident, msg = await _at_step_5(lab)
+        seen = len(lab.emulator.views())
+        await lab.click(msg, "Close (approver override)", APPROVER1)
+        await _give_reason(lab, seen, APPROVER1, "dc1 is being rebuilt")
+        await lab.wait_message(incident["ts"], lambda m: "closed" in json.dumps(m["blocks"]))
+    code, out, err = await _cli(redis_url, "audit", "export", "--incident", iid)
+    assert code == 0, err
+    entries = [json.loads(line) for line in out.splitlines()]
+    assert entries and all(e["incident"] == iid for e in entries)
+    events = {e["event"] for e in entries}
+    assert {
+        "procedure_started",
+        "approval_requested",
+        "approved",
+        "step_queued",
+        "step_done",
+        "command_run",
+        "step_skipped",
+        "obligation_overridden",
+        "procedure_closed",
+    } <= events, sorted(events)
+    runs = [e for e in entries if e["event"] == "command_run" and e.get("step") == "4"]
+    # reg query of the absent value exits 1 (Windows' own answer), then add and read back.
+    assert [(e["command"].split()[1], e["exit_code"], e["dc"]) for e in runs] == [
+        ("query", "1", ROOT),
+        ("add", "0", ROOT),
+        ("query", "0", ROOT),
+    ]
+    assert all(e.get("hash") and "prev" in e for e in entries)
+    code, out, err = await _cli(redis_url, "audit", "verify", "--incident", iid)
+    assert code == 0, out + err
+    assert out.startswith("ok ") and "BROKEN" not in out
+
+    # Someone with Redis access rewrites who approved step 4: verify names that entry.
+    stream = incident_stream(iid)
+    client = redis.asyncio.Redis.from_url(redis_url)
+    try:
+        raw = cast(list[tuple[bytes, dict[bytes, bytes]]], await client.xrange(stream))
+        target = next(
+            sid
+            for sid, fields in raw
+            if fields[b"event"] == b"approved" and fields.get(b"step") == b"4"
+        )
+        rewritten = [
+            (sid, {**fields, b"user": b"U0SOMEONE"} if sid == target else fields)
+            for sid, fields in raw
+        ]
+        await client.delete(stream)
+        for sid, fields in rewritten:
+            await client.xadd(stream, cast(dict[Any, Any], fields), id=sid)
+    finally:
+        await client.aclose()
+    code, out, err = await _cli(redis_url, "audit", "verify", "--incident", iid)
+    assert code == 1, out + err
+    assert f"BROKEN  {stream}: entry {target.decode()}:" in out, out
+    assert "evidence" in err
+
+
+async def test_app_home_shows_the_procedure_state_and_obligations_and_rejects_from_there(
+    tmp_path: Path,
+    redis_url: str,
+    slack_emulator: SlackEmulator,
+    slack_signing_secret: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async with procedure_lab(
+        tmp_path, redis_url, slack_emulator, slack_signing_secret, monkeypatch
+    ) as lab:
+        iid, incident, msg = await _at_step_5(lab)
+        ts = incident["ts"]
+        await lab.click(msg, "Request approval", RESPONDER)
+        await lab.wait_message(ts, lambda m: "Approve" in buttons(m))
+        await lab.driver.open_home(APPROVER2)
+        home = await lab.emulator.wait_for_async(
+            lambda: (h := lab.emulator.home(APPROVER2)) is not None and "5." in json.dumps(h) and h,
+            timeout=30,
+        )
+        assert isinstance(home, dict)
+        text = json.dumps(home["blocks"])
+        assert f"procedure `{iid}.1` active, at step 5:" in text, text
+        due = text.split("Temporary changes coming due", 1)[1]
+        assert "SPN" in due and ROOT in due and "step 4" in due, due
+        assert "shutdown.exe /r" in text  # the restart waiting for approval, its command shown
+        seen = len(lab.emulator.views())
+        await lab.driver.click_in_home(home, text="Reject", user_id=APPROVER2)
+        await _give_reason(lab, seen, APPROVER2, "no restarts during the business day")
+        rejected = await lab.wait_message(ts, lambda m: step_state(m, "5") == "rejected")
+        assert "no restarts during the business day" in json.dumps(rejected["blocks"])
+        refreshed = await lab.emulator.wait_for_async(
+            lambda: (
+                (h := lab.emulator.home(APPROVER2)) is not None
+                and "Nothing waits for your approval" in json.dumps(h)
+                and h
+            ),
+            timeout=30,
+        )
+        assert isinstance(refreshed, dict)
+        assert "SPN" in json.dumps(refreshed).split("Temporary changes coming due", 1)[1]
+        votes = [e for e in await lab.audit() if e["event"] == "rejected"]
+        assert [(e["user"], e["step"]) for e in votes] == [(APPROVER2, "5")]
+        assert lab.dcs.dc(ROOT).is_up  # nothing restarted
+
+
+async def test_an_overdue_obligation_is_escalated_to_the_approvers_user_group(
+    tmp_path: Path,
+    redis_url: str,
+    slack_emulator: SlackEmulator,
+    slack_signing_secret: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    async with procedure_lab(
+        tmp_path,
+        redis_url,
+        slack_emulator,
+        slack_signing_secret,
+        monkeypatch,
+        extra_config="[approvals]\nobligation_deadline_seconds = 3",
+        approvers=(APPROVERS_GROUP,),
+    ) as lab:
+        # Its members (U0APPROV1, U0APPROV2) approve through the group, read from Slack.
+        _, incident, _ = await _at_step_5(lab)
+        ts = incident["ts"]
+        asked = [
+            str(m.get("text"))
+            for m in lab.emulator.messages("C0INCIDENT")
+            if m.get("thread_ts") == ts and "approval needed" in str(m.get("text"))
+        ]
+        assert asked and all(f"<!subteam^{APPROVERS_GROUP}>" in t for t in asked)
+        escalated = await lab.emulator.wait_for_async(
+            lambda: [
+                str(m.get("text"))
+                for m in lab.emulator.messages("C0INCIDENT")
+                if "thread_ts" not in m and "Overdue" in str(m.get("text"))
+            ],
+            timeout=30,
+        )
+        assert f"<!subteam^{APPROVERS_GROUP}>" in escalated[0], escalated[0]
+        assert "SPN Fallback" in escalated[0] and ROOT in escalated[0]
+        assert "obligation_escalated" in [e["event"] for e in await lab.audit()]
