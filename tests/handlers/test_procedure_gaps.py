@@ -439,6 +439,8 @@ async def test_an_overdue_obligation_is_escalated_to_the_approvers_user_group(
             if m.get("thread_ts") == ts and "approval needed" in str(m.get("text"))
         ]
         assert asked and all(f"<!subteam^{APPROVERS_GROUP}>" in t for t in asked)
+        looked_up = lab.emulator.calls("usergroups.users.list")
+        assert looked_up and all(c.params.get("usergroup") == APPROVERS_GROUP for c in looked_up)
         escalated = await lab.emulator.wait_for_async(
             lambda: [
                 str(m.get("text"))
