@@ -59,7 +59,8 @@ async def _start(ctx: ServeContext, incident_id: str, user_id: str, once: str) -
     latest = await ctx.diagnoses.latest(incident_id)
     now = int(time.time() * 1000)
     if latest is None or now - latest.made_at_ms > max_age * 1000:
-        return await _diagnose_first(ctx, incident_id, user_id, max_age)
+        age = None if latest is None else (now - latest.made_at_ms) // 1000
+        return await _diagnose_first(ctx, incident_id, user_id, max_age, age)
     diagnosis = diagnosis_from_json(latest.data)
     try:
         plan = build_plan(diagnosis, approval_policy(ctx))
@@ -87,7 +88,14 @@ async def _start(ctx: ServeContext, incident_id: str, user_id: str, once: str) -
     return "That click was already handled."
 
 
-async def _diagnose_first(ctx: ServeContext, incident_id: str, user_id: str, max_age: int) -> str:
+def _span(seconds: int) -> str:
+    """A short duration in words (900 -> '15 min', 45 -> '45 s')."""
+    return f"{seconds // 60} min" if seconds >= 120 else f"{seconds} s"
+
+
+async def _diagnose_first(
+    ctx: ServeContext, incident_id: str, user_id: str, max_age: int, age: int | None
+) -> str:
     outcome, _ = await ctx.diagnoses.request(
         incident_id, user_id, pending_seconds=PENDING_SECONDS, then="start"
     )
@@ -98,9 +106,10 @@ async def _diagnose_first(ctx: ServeContext, incident_id: str, user_id: str, max
             "A diagnosis is already running; press *Start procedure* again when its result is "
             "in the thread."
         )
+    last = "there is none" if age is None else f"the last one is {_span(age)} old"
     text = (
-        f"The procedure is planned from a diagnosis at most {max_age // 60} min old, and there "
-        "is none: a fresh diagnosis runs first, then the plan is posted in the thread."
+        f"The procedure is planned from a diagnosis at most {_span(max_age)} old, and {last}: "
+        "a fresh diagnosis runs first, then the plan is posted in the thread."
     )
     worker_cfg = ctx.settings.file.worker
     if not await ctx.workers.alive(worker_cfg.heartbeat_stale_seconds):

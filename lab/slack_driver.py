@@ -428,7 +428,7 @@ class SlackDriver:
             "api_app_id": ws.app_id,
             "token": self._verification_token,
             "container": {"type": "view", "view_id": view.get("id")},
-            "trigger_id": self.emulator.issue_trigger_id(),
+            "trigger_id": self.emulator.issue_trigger_id(user_id),
             "team": {"id": ws.team_id, "domain": ws.domain},
             "enterprise": None,
             "is_enterprise_install": False,

@@ -77,8 +77,15 @@ def seeded_diagnosis(target_guid: str = TARGET_GUID) -> Diagnosis:
     )
 
 
-def write_procedure_config(path: Path, dcs: list[SimulatedDc], extra: str = "") -> Path:
-    """The config of a bot whose forest is the simulated DCs."""
+def write_procedure_config(
+    path: Path,
+    dcs: list[SimulatedDc],
+    extra: str = "",
+    *,
+    approvers: tuple[str, ...] = (APPROVER1, APPROVER2),
+    update_seconds: float = 0.2,
+) -> Path:
+    """The config of a bot whose forest is the simulated DCs (approvers: user or group IDs)."""
     overrides = "\n".join(
         f'[[forests.dcs]]\nfqdn = "{d.fqdn}"\naddress = "127.0.0.1"\nwinrm_port = {d.port}'
         for d in dcs
@@ -88,11 +95,11 @@ def write_procedure_config(path: Path, dcs: list[SimulatedDc], extra: str = "") 
 [slack]
 channel = "C0INCIDENT"
 responders = ["{RESPONDER}", "{APPROVER1}"]
-approvers = ["{APPROVER1}", "{APPROVER2}"]
+approvers = {json.dumps(list(approvers))}
 [alerts]
 coalesce_seconds = 0.5
 [procedure]
-message_update_seconds = 0.2
+message_update_seconds = {update_seconds}
 sweep_seconds = 0.5
 lock_wait_seconds = 60
 {extra}
@@ -230,6 +237,8 @@ async def procedure_lab(
     *,
     extra_config: str = "",
     workers: int = 1,
+    approvers: tuple[str, ...] = (APPROVER1, APPROVER2),
+    update_seconds: float = 0.2,
 ) -> AsyncIterator[ProcedureLab]:
     """DCs dc1 (root), dc2 (reporting), dc3 (missing on dc1), the bot and its workers."""
     monkeypatch.setenv("LAB_WINRM_PASSWORD", DCSIM_PASSWORD)
@@ -240,7 +249,13 @@ async def procedure_lab(
             for i in (1, 2, 3)
         ]
         lab.forest.connect_all(except_pairs=frozenset({(ROOT, MISSING)}))
-        cfg = write_procedure_config(tmp_path / "c.toml", dcs, extra_config)
+        cfg = write_procedure_config(
+            tmp_path / "c.toml",
+            dcs,
+            extra_config,
+            approvers=approvers,
+            update_seconds=update_seconds,
+        )
         settings = settings_for(
             emulator, signing_secret, redis_url, cfg, ALERT_WEBHOOK_TOKEN="procedure-lab-token"
         )
