@@ -231,8 +231,9 @@ async def test_a_burst_of_transitions_updates_the_message_at_most_once_per_windo
         assert transitions == 2 * rounds
         shown = len(updates()) - before
         # At most one update per window while changes keep coming, plus the trailing one.
+        # (On a machine fast enough to finish within a few windows, that is far fewer updates
+        # than transitions; no absolute count is asserted, which would depend on its speed.)
         assert shown <= elapsed / window + 2, (shown, elapsed)
-        assert shown < transitions - 1, (shown, transitions)
 
 
 async def test_fifty_concurrent_clicks_update_the_message_at_most_once_per_window(
