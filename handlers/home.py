@@ -6,6 +6,7 @@ import logging
 import time
 from typing import Any
 
+import aiohttp
 from slack_bolt.async_app import AsyncApp
 from slack_sdk.errors import SlackApiError
 
@@ -13,8 +14,10 @@ from bot.procedure.approval import valid_approvals
 from bot.procedure.model import Procedure, StepStatus
 from handlers.context import ServeContext
 from handlers.render.home import PendingApproval, home_view
+from handlers.slack_retry import with_slack_retries
 
 log = logging.getLogger(__name__)
+PUBLISH_RETRY_SECONDS = 60.0  # the person looks at their Home tab for the answer to a click
 
 
 async def _live(ctx: ServeContext) -> list[Procedure]:
@@ -50,9 +53,15 @@ async def publish_home(ctx: ServeContext, user_id: str, note: str = "") -> None:
     else:
         view = await _view(ctx, user_id, approver, note)
     try:
-        await ctx.slack.views_publish(user_id=user_id, view=view)
+        await with_slack_retries(
+            lambda: ctx.slack.views_publish(user_id=user_id, view=view),
+            deadline_seconds=PUBLISH_RETRY_SECONDS,
+            what=f"views.publish of {user_id}'s Home",
+        )
     except SlackApiError as exc:
         log.warning("Home of %s not published: %s", user_id, exc.response.get("error"))
+    except (aiohttp.ClientError, TimeoutError, ConnectionError) as exc:
+        log.warning("Home of %s not published: %s", user_id, type(exc).__name__)
 
 
 async def _view(ctx: ServeContext, user_id: str, approver: bool, note: str) -> dict[str, Any]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 
 
 class ServeMetrics:
@@ -38,6 +38,12 @@ class ServeMetrics:
             "ad1411_procedure_clicks_total",
             "Procedure buttons and forms, by what became of them",
             ["outcome"],
+            registry=self.registry,
+        )
+        self.bodies_receiving = Gauge(
+            "ad1411_request_bodies_receiving",
+            "Request bodies being received now, by route (serve.max_concurrent_uploads caps each)",
+            ["route"],
             registry=self.registry,
         )
         self.request_seconds = Histogram(

@@ -10,18 +10,25 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import aiohttp
 from slack_bolt.async_app import AsyncBoltContext
 from slack_sdk.errors import SlackApiError
 
 from bot.directory.model import diagnosis_from_json
 from bot.windows.pasted import IncidentTarget, NotRecognized, PastedReading, read_pasted
 from handlers.context import ServeContext
-from handlers.render.paste import not_recognized_text, pasted_reading_text
+from handlers.render.paste import (
+    not_recognized_text,
+    pasted_reading_text,
+    snippet_unreadable_text,
+)
+from handlers.slack_retry import transient, with_slack_retries
 
 log = logging.getLogger(__name__)
 SEEN_EVENT_SECONDS = 86_400
 MAX_FILES = 3
 MAX_FILE_BYTES = 1_000_000
+FILES_INFO_RETRY_SECONDS = 60.0  # the person who pasted waits for the reading
 # Messages people post (plain, with files, or also sent to the channel); not edits, joins, ...
 _PASTE_SUBTYPES = frozenset({"", "file_share", "thread_broadcast"})
 
@@ -60,17 +67,34 @@ def _text_files(event: dict[str, Any]) -> list[dict[str, Any]]:
     ][:MAX_FILES]
 
 
+class SnippetUnavailable(Exception):
+    """Slack would not hand over a snippet for now (rate limited, down): worth saying so."""
+
+    def __init__(self, error: str) -> None:
+        self.error = error
+        super().__init__(error)
+
+
 async def _file_text(ctx: ServeContext, file: dict[str, Any]) -> str:
     """A text file's content through files.info; NotRecognized saying why it could not be read."""
     size = file.get("size")
     if isinstance(size, int) and size > MAX_FILE_BYTES:
         raise NotRecognized(f"the snippet is {size} bytes; the bot reads at most {MAX_FILE_BYTES}")
     try:
-        resp = await ctx.slack.files_info(file=str(file["id"]))
+        resp = await with_slack_retries(
+            lambda: ctx.slack.files_info(file=str(file["id"])),
+            deadline_seconds=FILES_INFO_RETRY_SECONDS,
+            what="files.info for a pasted snippet",
+        )
     except SlackApiError as exc:
-        error = exc.response.get("error")
+        error = str(exc.response.get("error"))
         log.warning("files.info for a pasted snippet failed: %s", error)
+        if transient(exc):
+            raise SnippetUnavailable(error) from None
         raise NotRecognized(f"the bot could not read the snippet (Slack said {error})") from None
+    except (aiohttp.ClientError, TimeoutError, ConnectionError) as exc:
+        log.warning("files.info for a pasted snippet failed: %s", type(exc).__name__)
+        raise SnippetUnavailable("no answer") from None
     content = resp.get("content")
     if not isinstance(content, str):
         raise NotRecognized("Slack returned no text for the snippet")
@@ -102,12 +126,15 @@ async def _answer(
     target = await _target(ctx, incident_id)
     reasons: list[str] = []
     reading: PastedReading | None = None
+    unavailable: str | None = None
     for file in _text_files(event):
         try:
             reading = read_pasted(await _file_text(ctx, file), target)
             break
         except NotRecognized as exc:
             reasons.append(exc.reason)
+        except SnippetUnavailable as exc:
+            unavailable = exc.error
     if reading is None and text.strip():
         try:
             reading = read_pasted(text, target)
@@ -122,6 +149,9 @@ async def _answer(
             len(reading.failing),
         )
         await ctx.thread.post(channel, thread_ts, pasted_reading_text(reading, target))
+    elif unavailable is not None:
+        # Not a text we could not read but one Slack kept from us: the person is told either way.
+        await ctx.thread.post(channel, thread_ts, snippet_unreadable_text(unavailable))
     elif mentioned:
         # Files first: a mention beside a snippet is about the snippet.
         reason = reasons[0] if reasons else "the message carries no text to read"

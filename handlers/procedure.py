@@ -8,13 +8,14 @@ import re
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import aiohttp
 from slack_bolt.async_app import AsyncAck, AsyncApp
 from slack_sdk.errors import SlackApiError
 
 from bot.procedure.approval import Actor, reason_problem
 from bot.procedure.model import Procedure, ProcedureStatus, parse_procedure_id
 from bot.procedure.rules import Act, Intent
-from handlers.context import ServeContext
+from handlers.context import RESPONSE_URL_RETRY_SECONDS, ServeContext
 from handlers.home import from_home, publish_home
 from handlers.render.procedure import (
     ACTION_PREFIX,
@@ -29,6 +30,7 @@ from handlers.render.procedure import (
     parse_button_value,
     reason_modal,
 )
+from handlers.slack_retry import with_slack_retries
 from handlers.transitions import Acted, Refused, Repeated
 from state.durability import StoreUnavailable, until_durable
 from state.procedures import AuditEntry, StoredProcedure
@@ -232,6 +234,7 @@ def register(app: AsyncApp, ctx: ServeContext) -> None:
             )
         except SlackApiError as exc:
             log.warning("could not open the output modal: %s", exc.response.get("error"))
+            ctx.reply_ephemeral(body, "Slack did not open the output; press the button again.")
 
 
 def _once(body: dict[str, Any]) -> str:
@@ -378,7 +381,19 @@ async def _tell(
         ctx.reply_ephemeral(body, text)
         return
     if channel:
-        try:
-            await ctx.slack.chat_postEphemeral(channel=channel, user=user_id, text=text)
-        except SlackApiError as exc:
-            log.warning("ephemeral reply not sent: %s", exc.response.get("error"))
+        # After the click's work, not inside it: Slack's rate limits must not hold the click.
+        ctx.spawn(_ephemeral(ctx, channel, user_id, text))
+
+
+async def _ephemeral(ctx: ServeContext, channel: str, user_id: str, text: str) -> None:
+    """Tell one person (a form submitted from the channel has no response_url)."""
+    try:
+        await with_slack_retries(
+            lambda: ctx.slack.chat_postEphemeral(channel=channel, user=user_id, text=text),
+            deadline_seconds=RESPONSE_URL_RETRY_SECONDS,
+            what="an ephemeral reply",
+        )
+    except SlackApiError as exc:
+        log.warning("ephemeral reply not sent: %s", exc.response.get("error"))
+    except (aiohttp.ClientError, TimeoutError, ConnectionError) as exc:
+        log.warning("ephemeral reply not sent: %s", type(exc).__name__)

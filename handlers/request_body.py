@@ -14,6 +14,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from aiohttp import web
+from prometheus_client import Gauge
 
 log = logging.getLogger(__name__)
 BUSY_RETRY_AFTER_SECONDS = 2
@@ -49,9 +50,10 @@ def refused(exc: BodyRefused) -> web.Response:
 class UploadGate:
     """At most `limit` bodies read at once; beyond it, refuse at once instead of queueing."""
 
-    def __init__(self, limit: int) -> None:
+    def __init__(self, limit: int, receiving: Gauge | None = None) -> None:
         self.limit = limit
         self.active = 0
+        self.receiving = receiving  # the same count on /metrics, for operators and tests
 
     @contextmanager
     def slot(self) -> Iterator[None]:
@@ -63,10 +65,14 @@ class UploadGate:
                 retry_after=BUSY_RETRY_AFTER_SECONDS,
             )
         self.active += 1
+        if self.receiving is not None:
+            self.receiving.inc()
         try:
             yield
         finally:
             self.active -= 1
+            if self.receiving is not None:
+                self.receiving.dec()
 
 
 def _decoder(request: web.Request) -> Any:

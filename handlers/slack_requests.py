@@ -263,7 +263,7 @@ class SlackRequestGate:
         self.seen = seen
         self.metrics = metrics
         self.reply = reply
-        self.gate = UploadGate(max_concurrent)
+        self.gate = UploadGate(max_concurrent, metrics.bodies_receiving.labels(SLACK_PATH))
         self.body_read_seconds = body_read_seconds
 
     @web.middleware

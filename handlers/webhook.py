@@ -112,7 +112,10 @@ class AlertWebhook:
 
     def __init__(self, ctx: ServeContext) -> None:
         self.ctx = ctx
-        self.gate = UploadGate(ctx.settings.file.serve.max_concurrent_uploads)
+        self.gate = UploadGate(
+            ctx.settings.file.serve.max_concurrent_uploads,
+            ctx.metrics.bodies_receiving.labels("/alerts"),
+        )
 
     def _count(self, outcome: str) -> None:
         self.ctx.metrics.alerts.labels(outcome).inc()

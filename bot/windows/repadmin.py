@@ -91,8 +91,11 @@ def order_dsa_options(options: frozenset[str] | set[str]) -> list[str]:
 def _parse_option_list(text: str, cur: _Lines) -> frozenset[str]:
     """The option names after "...Options:" on the line just taken."""
     text = text.strip()
-    if text.lower() in ("", NONE_OPTIONS, "<none>"):
+    # repadmin names "no options" in words; an empty list is a cut line, never "none".
+    if text.lower() in (NONE_OPTIONS, "<none>"):
         return frozenset()
+    if not text:
+        raise cur.fail("option names or (none) after the colon", at=cur.i - 1)
     names = text.split()
     if not all(_OPTION_NAME.match(n) for n in names):
         expected = "option names in capitals (IS_GC DISABLE_NTDSCONN_XLATE) or (none)"

@@ -75,3 +75,11 @@ def pasted_reading_text(reading: PastedReading, target: IncidentTarget) -> str:
 def not_recognized_text(reason: str) -> str:
     """The one line said when someone asked the bot about text it cannot read."""
     return f"Not recognized, because {mrkdwn_escape(reason)}."
+
+
+def snippet_unreadable_text(error: str) -> str:
+    """Said when Slack would not hand over a pasted snippet (rate limited, down)."""
+    return (
+        f"I could not read your snippet: Slack kept answering `{mrkdwn_escape(error)}`. "
+        "Paste it again in a few minutes, or paste the text itself."
+    )

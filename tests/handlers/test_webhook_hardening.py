@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gzip
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import aiohttp
 import pytest
@@ -17,13 +19,15 @@ from lab.slack_emulator import SlackEmulator
 from state.keys import OPEN_INCIDENTS
 from tests.handlers.serve_config import FOREST, write_config
 from tests.inprocess import InProcessBot, running_bot, settings_for
-from tests.rawhttp import closed_by_server, exchange, request_head
+from tests.rawhttp import RawAnswer, closed_by_server, exchange, request_head
+from tests.waiting import until
 
 pytestmark = [pytest.mark.slack]
 TOKEN = "webhook-token-for-hardening"
 HMAC_KEY = "hmac-key-for-hardening"
 UPLOADS = 3
 BODY_SECONDS = 1.0
+CAPPED_BODY_SECONDS = 300.0  # the most serve accepts
 
 
 async def _bot(
@@ -55,6 +59,24 @@ async def bot(
     """Serve with the default limits."""
     async for running in _bot(
         tmp_path, redis_url, slack_emulator, slack_signing_secret, monkeypatch
+    ):
+        yield running
+
+
+@pytest.fixture
+async def capped_bot(
+    tmp_path: Path,
+    redis_url: str,
+    slack_emulator: SlackEmulator,
+    slack_signing_secret: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> AsyncIterator[InProcessBot]:
+    """Serve with few upload slots and a body deadline no loaded machine reaches in a test."""
+    sections = (
+        f"[serve]\nbody_read_seconds = {CAPPED_BODY_SECONDS}\nmax_concurrent_uploads = {UPLOADS}"
+    )
+    async for running in _bot(
+        tmp_path, redis_url, slack_emulator, slack_signing_secret, monkeypatch, sections=sections
     ):
         yield running
 
@@ -139,23 +161,67 @@ async def test_a_stalled_body_gets_408_and_the_connection_closes(tight_bot: InPr
     assert answer.closed
 
 
-async def test_uploads_beyond_the_cap_are_refused_at_once(tight_bot: InProcessBot) -> None:
-    bot = tight_bot
+async def _held_upload(url: str, body: bytes, release: asyncio.Event) -> RawAnswer:
+    """An authenticated upload that sends a few bytes, holds its body open until `release`,
+    then sends the rest and reads the answer."""
+    head = request_head(
+        url, "/alerts", {"Authorization": f"Bearer {TOKEN}"}, content_length=len(body)
+    )
+    parts = urlsplit(url)
+    began = time.monotonic()
+    reader, writer = await asyncio.open_connection(parts.hostname, parts.port)
+    try:
+        writer.write(head + body[:10])
+        await writer.drain()
+        await release.wait()
+        writer.write(body[10:])
+        await writer.drain()
+        async with asyncio.timeout(30):  # a hang guard
+            data = await reader.read(65536)
+        status = int(data.split(b" ", 2)[1]) if data.startswith(b"HTTP/") else 0
+        return RawAnswer(status, {}, data, False, time.monotonic() - began)
+    finally:
+        writer.close()
+        with contextlib.suppress(ConnectionError, OSError):
+            await writer.wait_closed()
+
+
+def _receiving(bot: InProcessBot) -> float:
+    """Bodies /alerts is receiving now, as /metrics reports them."""
+    value = bot.ctx.metrics.registry.get_sample_value(
+        "ad1411_request_bodies_receiving", {"route": "/alerts"}
+    )
+    return value or 0.0
+
+
+async def test_uploads_beyond_the_cap_are_refused_at_once(capped_bot: InProcessBot) -> None:
+    bot = capped_bot
+    release = asyncio.Event()
+    # UPLOADS authenticated clients hold a body open; one more is told to come back.
+    held = [
+        asyncio.create_task(_held_upload(bot.url, _alert(n), release))
+        for n in range(10, 10 + UPLOADS)
+    ]
+
+    async def all_held() -> bool:
+        return _receiving(bot) == UPLOADS
+
+    await until(all_held, what=f"{UPLOADS} uploads being received")
     head = request_head(
         bot.url, "/alerts", {"Authorization": f"Bearer {TOKEN}"}, content_length=100_000
     )
-    # UPLOADS authenticated clients hold a body open; one more is told to come back.
-    stalled = [
-        asyncio.create_task(closed_by_server(bot.url, head + b"x" * 1000)) for _ in range(UPLOADS)
-    ]
-    await asyncio.sleep(0.3)  # the stalled uploads are being read now (the attack's timing)
-    busy = await exchange(bot.url, head + b"x" * 1000, wait_seconds=5)
+    busy = await exchange(bot.url, head + b"x" * 1000, wait_seconds=30)
     assert busy.status == 503, busy
     assert busy.headers.get("retry-after")
-    assert busy.seconds < BODY_SECONDS
-    assert [a.status for a in await asyncio.gather(*stalled)] == [408] * UPLOADS
+    assert "server busy" in str(busy.json()["error"])
+    # Answered while every slot was still held: the refusal did not queue behind them.
+    assert _receiving(bot) == UPLOADS
+    release.set()
+    assert [a.status for a in await asyncio.gather(*held)] == [202] * UPLOADS
+    assert _receiving(bot) == 0
     status, _ = await bot.post(_alert())
     assert status == 202
+    assert bot.redis.zcard(OPEN_INCIDENTS) == UPLOADS + 1  # the held uploads lost nothing
 
 
 # -- item 8: a signed request is accepted once --------------------------------------------------

@@ -22,11 +22,18 @@ from bot.windows.output import CommandOutput, UnrecognizedOutput, WindowsCommand
 from bot.windows.reg import REG_SUCCESS, parse_reg_add, parse_reg_delete
 from bot.windows.repadmin import (
     AddLinkOutcome,
+    parse_repadmin_options,
+    parse_replsummary,
     parse_showrepl,
     read_repadmin_add,
     read_repadmin_kcc,
 )
-from lab.dcsim.render import render_reg_add, render_repadmin_add, render_repadmin_kcc
+from lab.dcsim.render import (
+    render_reg_add,
+    render_repadmin_add,
+    render_repadmin_kcc,
+    render_repadmin_options,
+)
 
 SAMPLES = Path(__file__).parent / "outputs"
 _KCC_LINE = re.compile(r"^Consistency check on (?P<v1>\S+) successful\.$")
@@ -35,6 +42,11 @@ _ADD_LINE = re.compile(
 )
 _ATTEMPT_OK = re.compile(r"^        Last attempt @ (?P<v1>.+) was successful\.$")
 _REG_LINE = re.compile("^" + re.escape(REG_SUCCESS) + "$")
+# The option names are what the change did (another list is another reading); the wording
+# around them is the success line.
+_NEW_OPTIONS = re.compile(r"^New DSA Options: (?P<v1>\S.*)$")
+_SUMMARY_HEADER = re.compile(r"^(Source|Destination) DSA\s+largest delta\s+fails/total %%\s+error$")
+XLATE = "DISABLE_NTDSCONN_XLATE"
 
 
 def _kcc_success(text: str) -> bool:
@@ -49,6 +61,20 @@ def _add_success(text: str) -> bool:
 def _reg_success(text: str) -> bool:
     parse_reg_add(CommandOutput(text, "", 0))
     return parse_reg_delete(CommandOutput(text, "", 0))
+
+
+def _options_changed(option: str, wanted: bool) -> Callable[[str], bool]:
+    """Success of `repadmin /options DC +OPTION` (wanted) or `-OPTION` (not wanted): the
+    options in force after the command, as the step runner reads them."""
+
+    def check(text: str) -> bool:
+        return (option in parse_repadmin_options(CommandOutput(text, "", 0)).effective) == wanted
+
+    return check
+
+
+def _replsummary_healthy(text: str) -> bool:
+    return parse_replsummary(CommandOutput(text, "", 0)).healthy
 
 
 @dataclass(frozen=True)
@@ -101,6 +127,14 @@ def _fixed_outputs() -> list[SuccessOutput]:
     found += _found(
         "reg_success.stdout.txt", _sample("reg_success.stdout.txt"), _REG_LINE, _reg_success
     )
+    for name, option, wanted in (
+        ("repadmin_options_disable_xlate.stdout.txt", XLATE, True),
+        ("repadmin_options_enable_xlate.stdout.txt", XLATE, False),
+        ("repadmin_options_to_none.stdout.txt", "DISABLE_INBOUND_REPL", False),
+    ):
+        found += _found(name, _sample(name), _NEW_OPTIONS, _options_changed(option, wanted))
+    name = "replsummary_healthy.stdout.txt"
+    found += _found(name, _sample(name), _SUMMARY_HEADER, _replsummary_healthy)
     for name in ("showrepl_healthy.stdout.txt", "showrepl_new_link.stdout.txt"):
         text = _sample(name)
         count = len(parse_showrepl(CommandOutput(text, "", 0)).inbound)
@@ -116,7 +150,7 @@ sites = st.from_regex(r"\A[A-Za-z0-9][A-Za-z0-9-]{0,24}\Z")
 
 @st.composite
 def rendered_outputs(draw: st.DrawFn) -> SuccessOutput:
-    kind = draw(st.sampled_from(["kcc", "add", "reg"]))
+    kind = draw(st.sampled_from(["kcc", "add", "reg", "options"]))
     if kind == "kcc":
         dc = draw(st.none() | hosts)
         text = render_repadmin_kcc(dc, site=draw(sites)).stdout
@@ -124,6 +158,13 @@ def rendered_outputs(draw: st.DrawFn) -> SuccessOutput:
     if kind == "add":
         text = render_repadmin_add("CN=Configuration,DC=x", draw(hosts), draw(hosts)).stdout
         return _found("add", text, _ADD_LINE, _add_success)[0]
+    if kind == "options":
+        # A change that changes something (a no-op reads as done with or without its line).
+        others = draw(st.sets(st.sampled_from(["IS_GC", "DISABLE_INBOUND_REPL"])))
+        wanted = draw(st.booleans())
+        before, after = (others, others | {XLATE}) if wanted else (others | {XLATE}, others)
+        text = render_repadmin_options(before, after).stdout
+        return _found("options", text, _NEW_OPTIONS, _options_changed(XLATE, wanted))[0]
     return _found("reg", render_reg_add().stdout, _REG_LINE, _reg_success)[0]
 
 
@@ -140,8 +181,16 @@ def _variable_positions(out: SuccessOutput) -> set[int]:
 
 
 def _same_spelling(a: str, b: str) -> bool:
-    """`source:X` and `source: X` are one line (both spellings are published)."""
-    return re.sub(r"(source|dest): ", r"\1:", a) == re.sub(r"(source|dest): ", r"\1:", b)
+    """`source:X` and `source: X` are one line (both spellings are published); so are
+    `New DSA Options:` and `New DSA options:`, and /replsummary headers spaced differently
+    (repadmin pads its columns)."""
+    if re.sub(r"(source|dest): ", r"\1:", a) == re.sub(r"(source|dest): ", r"\1:", b):
+        return True
+    if a.split() == b.split() and "DSA" in b and "largest delta" in b:
+        return True
+    key_a, sep_a, rest_a = a.partition(":")
+    key_b, sep_b, rest_b = b.partition(":")
+    return bool(sep_a and sep_b) and key_a.lower() == key_b.lower() and rest_a == rest_b
 
 
 def _with_line(out: SuccessOutput, new_line: str | None) -> str:
@@ -163,7 +212,7 @@ def _never_success(out: SuccessOutput, text: str) -> None:
 
 
 def test_every_fixed_output_really_is_a_success() -> None:
-    assert len(FIXED) >= 12
+    assert len(FIXED) >= 17
     for out in FIXED:
         assert out.succeeded(out.text), out.name
 
@@ -188,7 +237,12 @@ def _mutate(out: SuccessOutput, how: str, at: int, ch: str) -> str:
     literal = [i for i in range(len(line)) if i not in variable]
     pos = literal[at % len(literal)]
     if how == "truncate":
-        return line[: at % len(line)]
+        cut = at % len(line)
+        # A list that ends the line (DSA options) cut short is another list, not an alteration
+        # of the wording; cut to nothing it is one.
+        ends_line = bool(variable) and max(variable) == len(line.rstrip()) - 1
+        assume(not (ends_line and min(variable) < cut))
+        return line[:cut]
     if how == "replace":
         assume(ch != line[pos])
         # A letter in place of the (optional) space before a name lengthens the name.
