@@ -1085,6 +1085,29 @@ class SambaForest:
         data: dict[str, Any] = json.loads(out)
         return data
 
+    def settle_replication(self, timeout: float = 180.0) -> None:
+        """Until every inbound link of every DC has replicated with no failure since (Samba's
+        own periodic replication can fail on a loaded machine and count a failure a test of
+        a healthy forest would read): replicate each failing link again. A hang guard only."""
+        names = {dc.name.upper(): dc for dc in self.dcs}
+        deadline = time.monotonic() + timeout
+        while True:
+            failing = []
+            for dc in self.dcs:
+                for link in self.showrepl_json(dc).get("repsFrom", []):
+                    source = names.get(str(link.get("DSA", "")).rpartition("\\")[2].upper())
+                    # nttime2string prints a date with its year, or NTTIME(0) for never.
+                    never = not re.search(r"\b\d{4}\b", str(link.get("last success", "")))
+                    bad = int(link.get("consecutive failures", 0)) > 0 or never
+                    if source is not None and not link.get("is deleted") and bad:
+                        failing.append((dc, source, str(link["NC dn"])))
+            if not failing:
+                return
+            if time.monotonic() > deadline:
+                raise SambaLabError(f"replication still failing after {timeout:g} s: {failing}")
+            for dest, source, nc in failing:
+                self.try_replicate(dest, source, nc)
+
     def kcc(self, dc: int | str | DcInfo) -> str:
         """`samba-tool drs kcc` on `dc`."""
         return self.samba_tool(None, "drs", "kcc", self.dc(dc).fqdn).output

@@ -277,12 +277,16 @@ async def test_a_failed_step_says_why_and_offers_retry(
         await lab.click(msg, "Run", RESPONDER)
         msg = await lab.wait_message(incident["ts"], lambda m: step_state(m, "1.1") == "failed")
         assert buttons(msg) == ["Retry", "Skip", "Abort"]
-        said = [
-            str(m.get("text"))
-            for m in lab.emulator.messages("C0INCIDENT")
-            if m.get("thread_ts") == incident["ts"] and "FAILED" in str(m.get("text"))
-        ]
-        assert said and "Access is denied" in said[0] and "Retry" in said[0]
+        # The thread hears of it in its own post, which may land after the message's update.
+        said = await lab.emulator.wait_for_async(
+            lambda: [
+                str(m.get("text"))
+                for m in lab.emulator.messages("C0INCIDENT")
+                if m.get("thread_ts") == incident["ts"] and "FAILED" in str(m.get("text"))
+            ],
+            timeout=60,
+        )
+        assert "Access is denied" in said[0] and "Retry" in said[0]
         await lab.click(msg, "Retry", RESPONDER)
         msg = await lab.wait_message(incident["ts"], lambda m: step_state(m, "1.1") == "done")
         value = root.registry_value("RepsTo Failure Time (sec)")

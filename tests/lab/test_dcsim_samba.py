@@ -84,6 +84,7 @@ def _options(forest: SambaForest, dc: DcInfo) -> int:
 
 def test_showrepl_names_the_real_partner_and_its_dsa_guid(sim: SambaSim) -> None:
     dc1, dc2 = sim.forest.dcs
+    sim.forest.settle_replication()  # the healthy state this test reads back
     report = parse_showrepl(sim.run(dc1, commands.repadmin_showrepl()))
     assert (report.site, report.dc) == (dc1.site, "DC1")
     assert report.dsa_guid == uuid.UUID(dc1.dsa_guid)
