@@ -82,7 +82,7 @@ class Hostile:
             self.redis.delete(*seen)
         if not keys:
             return {}
-        digests = self.redis.execute_command("DEBUG", "DIGEST-VALUE", *keys)
+        digests = self.redis.execute_command("DEBUG", "DIGEST-VALUE", *keys)  # type: ignore[no-untyped-call]
         return dict(zip(keys, digests, strict=True))
 
     def quiet(self) -> None:
