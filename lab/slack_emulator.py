@@ -221,14 +221,14 @@ class SlackEmulator:
         """The Home tab the app last published for `user`."""
         return self.workspace.home(user)
 
-    def wait_for(self, predicate: Callable[[], T], timeout: float = 10.0) -> T:
+    def wait_for(self, predicate: Callable[[], T | None], timeout: float = 10.0) -> T:
         """Block until predicate() is truthy; returns its value. Not for the emulator's loop."""
         if self._loop is not None and self._loop.is_running() and _on_loop(self._loop):
             raise RuntimeError("wait_for would block the emulator's own loop; use wait_for_async")
         return self.workspace.wait_for(predicate, timeout)
 
     # Same signature as wait_for on purpose; the deadline is ours, not the caller's loop's.
-    async def wait_for_async(self, predicate: Callable[[], T], timeout: float = 10.0) -> T:  # noqa: ASYNC109
+    async def wait_for_async(self, predicate: Callable[[], T | None], timeout: float = 10.0) -> T:  # noqa: ASYNC109
         """Await until predicate() is truthy; returns its value (TimeoutError otherwise)."""
         deadline = time.monotonic() + timeout
         while True:

@@ -247,7 +247,7 @@ class SlackWorkspace:
         self.version += 1
         self._changed.notify_all()
 
-    def wait_for(self, predicate: Callable[[], T], timeout: float) -> T:
+    def wait_for(self, predicate: Callable[[], T | None], timeout: float) -> T:
         """Block until predicate() is truthy and return its value; TimeoutError otherwise."""
         deadline = time.monotonic() + timeout
         with self._changed:

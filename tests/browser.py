@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from playwright.sync_api import Browser, Locator, Page, sync_playwright
+from playwright.sync_api import Browser, Locator, Page, ViewportSize, sync_playwright
 
 CHROMIUM = "/usr/bin/chromium"
 FLAGS = [
@@ -31,7 +31,7 @@ FLAGS = [
     "--disable-sync",
     "--no-first-run",
 ]
-VIEWPORT = {"width": 1360, "height": 900}
+VIEWPORT: ViewportSize = {"width": 1360, "height": 900}
 ROOT = Path(__file__).resolve().parents[1]
 # Screenshots always go to test-results/; to docs/img/ (the walkthrough's) when asked, so a
 # plain test run leaves the working tree as it was.

@@ -9,7 +9,7 @@ import socket
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import pytest
 
@@ -122,7 +122,7 @@ def dcsim_lab(tmp_path: Path) -> Iterator[DcLab]:
 
 def build_forest(lab: DcLab, transport: str, restart: RestartTiming | None = None) -> SimForest:
     """dc1 (root), dc2, dc3 listening with `transport` ('ntlm-http' or 'basic-https')."""
-    auth = "basic" if transport == "basic-https" else "ntlm"
+    auth: Literal["basic", "ntlm"] = "basic" if transport == "basic-https" else "ntlm"
     https = transport == "basic-https"
     dcs = [
         lab.add_dc(

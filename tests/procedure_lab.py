@@ -330,17 +330,19 @@ async def advance(
             for approver in approvers[:needed]:
                 await lab.click(msg, "Approve", approver)
                 if needed == 2 and approver == approvers[0]:
-                    msg = await lab.wait_message(
-                        incident_ts, lambda m, k=key: "approved by" in step_line(m, k), 60
-                    )
+
+                    def approved_once(m: dict[str, Any], k: str = key) -> bool:
+                        return "approved by" in step_line(m, k)
+
+                    msg = await lab.wait_message(incident_ts, approved_once, 60)
         else:
             raise AssertionError(f"stuck at step {key} ({state}): {labels}")
-        await lab.wait_message(
-            incident_ts,
-            lambda m, k=key: (
+
+        def moved_on(m: dict[str, Any], k: str = key) -> bool:
+            return (
                 step_state(m, k) in ("done", "skipped", "satisfied", "failed")
                 or current_key(m) != k
-            ),
-            120,
-        )
+            )
+
+        await lab.wait_message(incident_ts, moved_on, 120)
     raise AssertionError(f"step {until} never became current")

@@ -9,6 +9,7 @@ runs them on the Samba lab.
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections import Counter
@@ -199,7 +200,7 @@ async def drive(
             await after_run(key, msg)
         else:
             raise AssertionError(f"no way forward at step {key} ({state}): {labels}")
-        await clicks.wait(lambda m, k=key: _moved_on(m, k))
+        await clicks.wait(functools.partial(_moved_on, key=key))
     raise AssertionError("the procedure never reached its end")
 
 

@@ -149,7 +149,7 @@ class RedisHA:
         for s in self.sentinels:
             client = s.client()
             try:
-                _host, port = client.execute_command("SENTINEL", "get-master-addr-by-name", SERVICE)
+                _host, port = client.execute_command("SENTINEL", "get-master-addr-by-name", SERVICE)  # type: ignore[no-untyped-call]
                 return int(port)
             except (redis.ConnectionError, TypeError):
                 continue
@@ -172,6 +172,7 @@ class RedisHA:
         client = s.client()
         try:
             info = client.sentinel_master(SERVICE)
+            assert isinstance(info, dict)  # redis-py types the reply as dict | bool
             return (
                 int(info["port"]) == port
                 and int(info["num-slaves"]) >= 1

@@ -12,7 +12,7 @@ POLL_SECONDS = 0.02
 
 
 async def until(
-    probe: Callable[[], Awaitable[T]],
+    probe: Callable[[], Awaitable[T | None]],
     *,
     timeout: float = 30.0,  # noqa: ASYNC109 - a hang guard, not a deadline of the work
     what: str = "condition",

@@ -20,6 +20,7 @@ import pytest
 import redis
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
+from pydantic import SecretStr
 
 from bot.config import EnvSettings, Settings, load_file_config
 from handlers.webhook import sign_body
@@ -82,7 +83,7 @@ class Hostile:
             self.redis.delete(*seen)
         if not keys:
             return {}
-        digests = self.redis.execute_command("DEBUG", "DIGEST-VALUE", *keys)
+        digests = self.redis.execute_command("DEBUG", "DIGEST-VALUE", *keys)  # type: ignore[no-untyped-call]
         return dict(zip(keys, digests, strict=True))
 
     def quiet(self) -> None:
@@ -129,11 +130,11 @@ def hostile(
     settings_ = Settings(
         env=EnvSettings(
             SLACK_API_URL=emulator.api_url,
-            SLACK_BOT_TOKEN=LAB_BOT_TOKEN,
-            SLACK_SIGNING_SECRET=SIGNING,
+            SLACK_BOT_TOKEN=SecretStr(LAB_BOT_TOKEN),
+            SLACK_SIGNING_SECRET=SecretStr(SIGNING),
             REDIS_URL=redis_server.url,
-            AD1411_CONFIG=str(cfg),
-            ALERT_WEBHOOK_TOKEN=TOKEN,
+            AD1411_CONFIG=cfg,
+            ALERT_WEBHOOK_TOKEN=SecretStr(TOKEN),
             PORT=0,
         ),
         file=load_file_config(cfg),

@@ -56,6 +56,7 @@ from tests.procedure_lab import (
 )
 from tests.procedure_run import Clicks, drive, each_change_once, procedure_id_of
 from tests.procs import LISTENING, BotProcess, http_env
+from tests.streams import text_entries
 from tests.waiting import until
 
 pytestmark = [pytest.mark.slack, pytest.mark.e2e, pytest.mark.slow]
@@ -207,7 +208,7 @@ def _said(emulator: SlackEmulator) -> Counter[str]:
 
 
 def _audit(db: redis.Redis) -> list[dict[str, Any]]:
-    return [fields for _sid, fields in db.xrange(GLOBAL_AUDIT)]
+    return [fields for _sid, fields in text_entries(db, GLOBAL_AUDIT)]
 
 
 async def _queue_diagnosis(

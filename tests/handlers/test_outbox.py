@@ -10,12 +10,15 @@ import json
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import redis.asyncio
 
+from bot.config import Settings
 from lab.alert_samples import alert_body, dsa_guid, event_text
 from lab.slack_emulator import SlackEmulator
+from lab.slack_workspace import ApiCall
 from state.incidents import AlertRecord, IncidentStore
 from state.keys import OPEN_INCIDENTS, IncidentKeys
 from tests.handlers.serve_config import FOREST, write_config
@@ -43,7 +46,7 @@ def _settings(
     *,
     extra: str = "",
     coalesce: float = 0.5,
-) -> object:
+) -> Settings:
     cfg = write_config(tmp_path / "c.toml", coalesce_seconds=coalesce, extra=extra)
     return settings_for(emulator, secret, redis_url, cfg, ALERT_WEBHOOK_TOKEN=TOKEN)
 
@@ -53,17 +56,24 @@ async def bot(
     tmp_path: Path, redis_url: str, slack_emulator: SlackEmulator, slack_signing_secret: str
 ) -> AsyncIterator[InProcessBot]:
     settings = _settings(tmp_path, slack_emulator, slack_signing_secret, redis_url)
-    async with running_bot(settings, slack_emulator, slack_signing_secret) as running:  # type: ignore[arg-type]
+    async with running_bot(settings, slack_emulator, slack_signing_secret) as running:
         yield running
 
 
-def _posts(emulator: SlackEmulator) -> list[object]:
+def _posts(emulator: SlackEmulator) -> list[ApiCall]:
     """Top-level chat.postMessage calls that Slack accepted."""
     return [
         c
         for c in emulator.calls("chat.postMessage")
         if c.status == 200 and "thread_ts" not in c.params
     ]
+
+
+def _incidents(reply: dict[str, object]) -> list[dict[str, Any]]:
+    """The incidents a webhook reply lists."""
+    incidents = reply["incidents"]
+    assert isinstance(incidents, list)
+    return incidents
 
 
 async def _record_directly(redis_url: str, n: int, *, unqueue: bool) -> list[str]:
@@ -120,7 +130,7 @@ async def test_every_open_incident_is_posted_at_start_not_only_fifty(
 ) -> None:
     ids = await _record_directly(redis_url, 60, unqueue=True)
     settings = _settings(tmp_path, slack_emulator, slack_signing_secret, redis_url)
-    async with running_bot(settings, slack_emulator, slack_signing_secret) as bot:  # type: ignore[arg-type]
+    async with running_bot(settings, slack_emulator, slack_signing_secret) as bot:
         await bot.emulator.wait_for_async(lambda: len(_posts(bot.emulator)) >= 60, timeout=60)
         posted = json.dumps([m.get("blocks") for m in bot.incident_messages()])
         assert all(iid in posted for iid in ids)
@@ -137,13 +147,14 @@ async def test_two_replicas_post_each_waiting_message_once(
     ids = await _record_directly(redis_url, 30, unqueue=False)
     settings = _settings(tmp_path, slack_emulator, slack_signing_secret, redis_url)
     async with (
-        running_bot(settings, slack_emulator, slack_signing_secret),  # type: ignore[arg-type]
-        running_bot(settings, slack_emulator, slack_signing_secret),  # type: ignore[arg-type]
+        running_bot(settings, slack_emulator, slack_signing_secret),
+        running_bot(settings, slack_emulator, slack_signing_secret),
     ):
         await slack_emulator.wait_for_async(lambda: len(_posts(slack_emulator)) >= 30, timeout=30)
-        intros = lambda: [  # noqa: E731
-            c for c in slack_emulator.calls("chat.postMessage") if "thread_ts" in c.params
-        ]
+
+        def intros() -> list[ApiCall]:
+            return [c for c in slack_emulator.calls("chat.postMessage") if "thread_ts" in c.params]
+
         await slack_emulator.wait_for_async(lambda: len(intros()) >= 30, timeout=30)
     assert len(_posts(slack_emulator)) == 30
     assert len(intros()) == 30
@@ -157,7 +168,7 @@ async def test_a_stale_message_is_updated_at_start_without_a_new_alert(
     tmp_path: Path, redis_url: str, slack_emulator: SlackEmulator, slack_signing_secret: str
 ) -> None:
     settings = _settings(tmp_path, slack_emulator, slack_signing_secret, redis_url)
-    async with running_bot(settings, slack_emulator, slack_signing_secret) as bot:  # type: ignore[arg-type]
+    async with running_bot(settings, slack_emulator, slack_signing_secret) as bot:
         body = alert_body("generic_json", "dc1.corp.example.com", dsa_guid(3), FOREST)[0]
         _, reply = await bot.post(body)
         iid = str(reply["incidents"][0]["incident_id"])  # type: ignore[index]
@@ -172,7 +183,7 @@ async def test_a_stale_message_is_updated_at_start_without_a_new_alert(
     await client.delete(_outbox())
     await client.aclose()
     assert slack_emulator.calls("chat.update") == []
-    async with running_bot(settings, slack_emulator, slack_signing_secret) as bot:  # type: ignore[arg-type]
+    async with running_bot(settings, slack_emulator, slack_signing_secret) as bot:
         await bot.emulator.wait_for_async(
             lambda: "dc9.corp.example.com" in json.dumps(bot.incident_messages()), timeout=20
         )
@@ -197,15 +208,15 @@ async def test_a_flood_is_grouped_into_one_message_and_said_in_the_answer(
     settings = _settings(tmp_path, slack_emulator, slack_signing_secret, redis_url, extra=extra)
     await _minute_with_room()
     async with (
-        running_bot(settings, slack_emulator, slack_signing_secret) as a,  # type: ignore[arg-type]
-        running_bot(settings, slack_emulator, slack_signing_secret) as b,  # type: ignore[arg-type]
+        running_bot(settings, slack_emulator, slack_signing_secret) as a,
+        running_bot(settings, slack_emulator, slack_signing_secret) as b,
     ):
         flood = "\n".join(
             event_text(f"dc1.{FOREST}", dsa_guid(5000 + i), FOREST) for i in range(200)
         )
         status, reply = await a.post(flood.encode())
         assert status == 202
-        assert len([i for i in reply["incidents"] if i["created"]]) == 5  # type: ignore[union-attr]
+        assert len([i for i in _incidents(reply) if i["created"]]) == 5
         grouped = reply["flood"]
         assert grouped["grouped"] == 195  # type: ignore[index]
         assert "alert flood" in grouped["message"]  # type: ignore[index]
@@ -214,7 +225,7 @@ async def test_a_flood_is_grouped_into_one_message_and_said_in_the_answer(
         replies = await asyncio.gather(
             *[(a if i % 2 else b).post(body) for i, body in enumerate(more)]
         )
-        created = sum(i["created"] for _, r in replies for i in r["incidents"])  # type: ignore[union-attr]
+        created = sum(i["created"] for _, r in replies for i in _incidents(r))
         assert created == 3
         assert a.redis.zcard(OPEN_INCIDENTS) == 8
         # One flood message, updated to count all 212 grouped alerts; 8 incident messages.

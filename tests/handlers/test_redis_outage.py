@@ -155,11 +155,11 @@ async def test_readyz_writes_and_reads_back_not_just_ping(
     try:
         # A server that answers PING but refuses writes (here: turned into a read-only
         # replica of nothing) cannot take alerts; /readyz must say so.
-        admin.execute_command("REPLICAOF", "127.0.0.1", "1")
+        admin.execute_command("REPLICAOF", "127.0.0.1", "1")  # type: ignore[no-untyped-call]
         status, ready = await _get(bot.url + "/readyz")
         assert status == 503 and "redis" in json.dumps(ready)
-        admin.execute_command("REPLICAOF", "NO", "ONE")
+        admin.execute_command("REPLICAOF", "NO", "ONE")  # type: ignore[no-untyped-call]
         assert (await _get(bot.url + "/readyz"))[0] == 200
     finally:
-        admin.execute_command("REPLICAOF", "NO", "ONE")
+        admin.execute_command("REPLICAOF", "NO", "ONE")  # type: ignore[no-untyped-call]
         admin.close()

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import re
 from collections import Counter
@@ -55,6 +56,7 @@ from tests.procedure_lab import (
 )
 from tests.procedure_run import Clicks, drive, each_change_once
 from tests.redis_ha import RedisHA
+from tests.streams import raw_entries
 from tests.waiting import until
 
 pytestmark = [pytest.mark.slack, pytest.mark.slow]
@@ -155,7 +157,7 @@ async def _flow(bot: InProcessBot, ledger: Ledger, stop: asyncio.Event) -> None:
         iid = await _post_until_acknowledged(bot, n, ledger)
         # As a person would: ask for the diagnosis once the incident message is there.
         await until(
-            lambda iid=iid: _has_message(bot, iid),
+            functools.partial(_has_message, bot, iid),
             timeout=60,
             what=f"message of {iid}",
         )
@@ -202,7 +204,7 @@ def ha(tmp_path: Path) -> Iterator[RedisHA]:
 def _audit(client: redis.Redis) -> list[dict[str, str]]:
     return [
         {k.decode(): v.decode() for k, v in fields.items()}
-        for _sid, fields in client.xrange(GLOBAL_AUDIT)
+        for _sid, fields in raw_entries(client, GLOBAL_AUDIT)
     ]
 
 
@@ -403,9 +405,11 @@ class PrimaryKill:
         for _ in range(60):
             told = len(self.lab.emulator.ephemerals(user=approver))
             await self.clicks.click(msg, "Approve", approver)
-            answers = await self.lab.emulator.wait_for_async(
-                lambda told=told: self.lab.emulator.ephemerals(user=approver)[told:], timeout=90
-            )
+
+            def answers_since(told: int = told) -> list[dict[str, Any]]:
+                return self.lab.emulator.ephemerals(user=approver)[told:]
+
+            answers = await self.lab.emulator.wait_for_async(answers_since, timeout=90)
             if REDIS_DOWN_TEXT not in str(answers[0].get("text")):
                 self.clicks.expected[("refused", KILL_AT, approver)] += 1
                 return

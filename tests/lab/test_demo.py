@@ -14,6 +14,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import ViewportSize
 
 from tests.browser import SlackPage, chromium
 from tests.procs import BotProcess, bot_env
@@ -28,7 +29,7 @@ INCIDENT_WITHIN_SECONDS = 60
 SIMULATED = re.compile(r"dc\d\.\S+ http://(127\.0\.0\.\d+):\d+")
 RESPONDER, APPROVER_1, APPROVER_2 = "U0ONCALL1", "U0APPROV1", "U0APPROV2"
 # Tall enough for the whole procedure message in the thread pane.
-TALL = {"width": 1360, "height": 1240}
+TALL: ViewportSize = {"width": 1360, "height": 1240}
 DEMO_DOC = Path(__file__).resolve().parents[2] / "docs" / "demo.md"
 SHOTS_TAKEN = (
     "demo-1-incident",

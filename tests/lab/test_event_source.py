@@ -51,7 +51,9 @@ async def test_a_lost_server_reference_becomes_an_incident(
             stop.set()
             await task
     assert incident is not None
-    assert "1 DC(s)" in incident["text"] and forest.forest in incident["text"]
+    text = incident["text"]
+    assert isinstance(text, str)
+    assert "1 DC(s)" in text and forest.forest in text
     sent = source.forwarded
     assert sent and all(f.status == 202 for f in sent)
     first = sent[0]

@@ -3,8 +3,10 @@ rendering the data of a real sample reproduces the sample byte for byte."""
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import TypedDict
 
 import pytest
 from hypothesis import given
@@ -81,9 +83,19 @@ messages = st.from_regex(r"\A[A-Za-z0-9][A-Za-z0-9 .,()'-]{0,60}[A-Za-z0-9.]\Z")
 option_sets = st.frozensets(st.sampled_from(DSA_OPTION_ORDER))
 
 
+class _Link(TypedDict):
+    """What every drawn neighbor has, whatever its last attempt did."""
+
+    naming_context: str
+    source_site: str
+    source_dc: str
+    transport: str
+    source_dsa_guid: uuid.UUID
+
+
 @st.composite
 def neighbors(draw: st.DrawFn, nc: str) -> InboundNeighbor:
-    common = {
+    common: _Link = {
         "naming_context": nc,
         "source_site": draw(sites),
         "source_dc": draw(names),

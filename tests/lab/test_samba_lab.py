@@ -193,7 +193,12 @@ def test_the_lab_exports_aes_keytabs_for_the_bot_and_the_dcs(samba_forest: Samba
 
     def entries(path: Path) -> set[tuple[str, str]]:
         keytab = krb5.kt_resolve(ctx, f"FILE:{path}".encode())
-        return {(e.principal.name.decode(), krb5.enctype_to_name(e.key.enctype)) for e in keytab}
+        found: set[tuple[str, str]] = set()
+        for e in keytab:
+            name = e.principal.name
+            assert name is not None  # a keytab entry always names its principal
+            found.add((name.decode(), krb5.enctype_to_name(e.key.enctype)))
+        return found
 
     service = entries(samba_forest.service_keytab)
     assert (samba_forest.service_principal, "aes256-cts-hmac-sha1-96") in service

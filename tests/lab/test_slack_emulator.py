@@ -412,9 +412,11 @@ async def test_events_reach_the_bot_and_can_be_replayed(
         driver = SlackDriver(emu, signing_secret=slack_signing_secret, bot_url=url)
         posted = await driver.message_event("C0ALERTS", "Event ID 1411 on dc2", user="U0ONCALL2")
         assert posted.status == 200
-        alert, reply = await emu.wait_for_async(
+        both = await emu.wait_for_async(
             lambda: len(emu.messages("C0ALERTS")) == 2 and emu.messages("C0ALERTS")
         )
+        assert isinstance(both, list)
+        alert, reply = both
         assert reply["thread_ts"] == alert["ts"]
         assert reply["text"] == "Saw an Event 1411"
 
@@ -433,7 +435,7 @@ async def test_events_reach_the_bot_and_can_be_replayed(
 async def test_bolt_socket_mode_app_acks_and_responds(slack_emulator: SlackEmulator) -> None:
     emu = slack_emulator
     handler = AsyncSocketModeHandler(bolt_app(emu, "unused-in-socket-mode"), LAB_APP_TOKEN)
-    await handler.connect_async()
+    await handler.connect_async()  # type: ignore[no-untyped-call]
     try:
         await emu.wait_for_async(lambda: emu.socket_connections >= 1)
         # The SDK pings right after connecting and counts the link alive only on the echo.
@@ -465,7 +467,7 @@ async def test_bolt_socket_mode_app_acks_and_responds(slack_emulator: SlackEmula
             c.params["envelope_id"] for c in emu.calls("socket_mode.envelope")
         ]
     finally:
-        await handler.close_async()
+        await handler.close_async()  # type: ignore[no-untyped-call]
 
 
 # -- standalone -----------------------------------------------------------------------------

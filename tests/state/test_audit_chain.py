@@ -16,6 +16,7 @@ import redis.asyncio
 from state.audit import AuditLog
 from state.incidents import AlertRecord, IncidentStore
 from state.keys import GLOBAL_AUDIT
+from tests.streams import raw_entries
 
 
 def _cli(*args: str, redis_url: str) -> subprocess.CompletedProcess[str]:
@@ -58,7 +59,7 @@ def _fill(redis_url: str) -> str:
 
 def _rewrite(client: redis.Redis, stream: str, change: Callable[[list[Any]], list[Any]]) -> None:
     """Rewrite a stream with the same ids (what someone with Redis access could do)."""
-    entries = client.xrange(stream)
+    entries = raw_entries(client, stream)
     changed = change([(sid, dict(fields)) for sid, fields in entries])
     client.delete(stream)
     for sid, fields in changed:
@@ -78,7 +79,7 @@ def test_an_untouched_audit_verifies(redis_url: str) -> None:
 def test_verify_names_the_entry_after_tampering(redis_url: str, how: str) -> None:
     _fill(redis_url)
     client = redis.Redis.from_url(redis_url)
-    ids = [sid.decode() for sid, _ in client.xrange(GLOBAL_AUDIT)]
+    ids = [sid.decode() for sid, _ in raw_entries(client, GLOBAL_AUDIT)]
     assert len(ids) >= 4
     if how == "edit":
 

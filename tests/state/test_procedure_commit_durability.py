@@ -26,6 +26,7 @@ from state.keys import GLOBAL_AUDIT, JOBS_STREAM
 from state.procedures import ProcedureStore, procedure_key
 from tests.procedure_lab import RESPONDER, seeded_diagnosis
 from tests.redis_ha import RedisHA
+from tests.streams import raw_entries
 from tests.waiting import until
 
 pytestmark = pytest.mark.slow
@@ -67,12 +68,12 @@ def _queued(node: redis.Redis, procedure_id: str) -> tuple[list[str], list[str]]
     """(job ids of step 1.1 in the stream, job ids of its step_queued audit entries)."""
     jobs = [
         f[b"job_id"].decode()
-        for _id, f in node.xrange(JOBS_STREAM)
+        for _id, f in raw_entries(node, JOBS_STREAM)
         if f.get(b"procedure") == procedure_id.encode() and f.get(b"step") == b"1.1"
     ]
     audited = [
         f[b"job_id"].decode()
-        for _id, f in node.xrange(GLOBAL_AUDIT)
+        for _id, f in raw_entries(node, GLOBAL_AUDIT)
         if f.get(b"event") == b"step_queued" and f.get(b"procedure") == procedure_id.encode()
     ]
     return jobs, audited
@@ -144,8 +145,8 @@ async def test_applied_on_a_primary_that_dies_is_committed_once_on_the_promoted_
     try:
         pid, run = await _started(engine)
         # Cut both replicas off: they cannot resync without the password they do not have.
-        old.execute_command("CONFIG", "SET", "requirepass", "cut-off")
-        old.execute_command("CLIENT", "KILL", "TYPE", "replica")
+        old.execute_command("CONFIG", "SET", "requirepass", "cut-off")  # type: ignore[no-untyped-call]
+        old.execute_command("CLIENT", "KILL", "TYPE", "replica")  # type: ignore[no-untyped-call]
         click = asyncio.create_task(engine.act(pid, run, PERSON, once="run-click"))
         await until(lambda: _at_version(old, pid, 2), timeout=10, what="applied on the primary")
         for node in ha2.replicas:
@@ -167,7 +168,7 @@ async def test_applied_on_a_primary_that_dies_is_committed_once_on_the_promoted_
             assert _version(new, pid) == 2
             jobs, audited = _queued(new, pid)
             assert jobs == audited == [outcome.change.job.job_id]
-            events = [f[b"event"] for _i, f in new.xrange(GLOBAL_AUDIT)]
+            events = [f[b"event"] for _i, f in raw_entries(new, GLOBAL_AUDIT)]
             assert events == [b"procedure_started", b"step_queued"]  # nothing doubled
         finally:
             new.close()

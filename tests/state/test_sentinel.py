@@ -156,7 +156,7 @@ def test_sync_client_reaches_the_primary_through_sentinel(ha: RedisHA) -> None:
         primary = redis.Redis(host="127.0.0.1", port=ha.primary.port)
         assert primary.get("ad1411:probe") == b"through sentinel"
         primary.close()
-        role = client.execute_command("ROLE")
+        role = client.execute_command("ROLE")  # type: ignore[no-untyped-call]
         assert role[0] == b"master"
     finally:
         client.close()

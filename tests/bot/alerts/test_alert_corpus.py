@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -25,6 +26,13 @@ def _samples(kind: str) -> list[Path]:
 
 def _expected(sample: Path) -> object:
     return json.loads(sample.with_name(sample.name + EXPECTED).read_text(encoding="utf-8"))
+
+
+def _expected_alerts(sample: Path) -> list[Any]:
+    """A good sample's expected alerts (its expectation file holds a JSON list)."""
+    expected = _expected(sample)
+    assert isinstance(expected, list)
+    return expected
 
 
 GOOD = _samples("good")
@@ -58,11 +66,7 @@ def test_bad_sample_is_refused_naming_the_field(sample: Path) -> None:
 
 
 def test_corpus_covers_every_source_format_and_is_big_enough() -> None:
-    formats = {
-        alert["source_format"]
-        for sample in GOOD
-        for alert in _expected(sample)  # type: ignore[union-attr]
-    }
+    formats = {alert["source_format"] for sample in GOOD for alert in _expected_alerts(sample)}
     assert formats == SOURCE_FORMATS
     assert len(GOOD) >= 25
     assert len(BAD) >= 15

@@ -170,7 +170,12 @@ def test_starttls_reaches_the_same_directory_as_ldaps(samba_forest: Any) -> None
             dsas = client.search(
                 samba_forest.configuration_dn, "(objectClass=nTDSDSA)", ["objectGUID"]
             )
-            seen.append(sorted(e.guid() for e in dsas))
+            guids: list[str] = []
+            for e in dsas:
+                guid = e.guid()
+                assert guid is not None  # every nTDSDSA has an objectGUID
+                guids.append(guid)
+            seen.append(sorted(guids))
     assert seen[0] == seen[1]
     assert {dc.dsa_guid for dc in samba_forest.dcs} <= set(seen[0])
 
@@ -240,7 +245,8 @@ def test_next_host_answers_when_first_is_down(samba_forest: Any) -> None:
         samba_forest, overrides=overrides, hosts=[dc1.fqdn, dc2.fqdn], timeout=3
     ) as client:
         assert client.default_dc == dc2.fqdn
-        assert client.root_dse().text("dnsHostName").lower() == dc2.fqdn
+        host = client.root_dse().text("dnsHostName")
+        assert host is not None and host.lower() == dc2.fqdn
 
 
 @pytest.mark.samba

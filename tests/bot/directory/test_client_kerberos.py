@@ -117,7 +117,8 @@ def test_for_forest_builds_the_login_from_the_configuration(samba_forest: SambaF
         kerberos=lab_kerberos(samba_forest),
     )
     with DirectoryClient.for_forest(forest) as client:
-        assert client.root_dse().text("dnsHostName").lower() == samba_forest.dcs[1].fqdn
+        host = client.root_dse().text("dnsHostName")
+        assert host is not None and host.lower() == samba_forest.dcs[1].fqdn
 
 
 def test_kerberos_without_a_login_is_a_config_error() -> None:

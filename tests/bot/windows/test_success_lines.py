@@ -227,7 +227,7 @@ mutation = st.tuples(
     st.integers(0, 10_000),
     # A line break makes two lines of one: blank lines around an intact success line are not
     # an alteration of it (lines are altered within themselves here).
-    st.characters(codec="utf-8", exclude_categories=("Cs",), exclude_characters="\r\n"),
+    st.characters(codec="utf-8", exclude_categories=["Cs"], exclude_characters="\r\n"),
 )
 
 
