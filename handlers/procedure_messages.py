@@ -17,6 +17,7 @@ from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.procedure.model import procedure_from_json
 from handlers.render.procedure import procedure_blocks, procedure_fallback
+from handlers.slack_retry import transient
 from handlers.thread import IncidentThread
 from state.durability import StoreUnavailable, until_durable
 from state.incidents import IncidentStore
@@ -100,8 +101,21 @@ class ProcedureMessages:
                 text=procedure_fallback(proc),
                 blocks=blocks,
             )
-        except SlackApiError as exc:
-            log.error("updating procedure %s failed: %s", procedure_id, exc.response.get("error"))
+        except Exception as exc:
+            if not transient(exc):
+                if not isinstance(exc, SlackApiError):
+                    raise
+                log.error(
+                    "updating procedure %s failed: %s (the next change repaints it)",
+                    procedure_id,
+                    exc.response.get("error"),
+                )
+            else:
+                # Slack busy past the client's own retries: still stale, so the next window
+                # or the worker's sweep shows it.
+                log.warning("updating procedure %s deferred: %s", procedure_id, exc)
+                await self.store.mark_stale(procedure_id)
+                return
         # Slack applies updates in the order they arrive: if the procedure moved on while this
         # one was on its way, a newer update from another process may have landed first and
         # this one hidden it. The message is then stale again, and the next flush fixes it.
@@ -121,7 +135,20 @@ class ProcedureMessages:
             resp = await self.slack.chat_postMessage(
                 channel=inc.channel, thread_ts=inc.ts, text=text, blocks=blocks
             )
-        except SlackApiError as exc:
-            log.error("posting procedure %s failed: %s", procedure_id, exc.response.get("error"))
+        except Exception as exc:
+            if not transient(exc):
+                if not isinstance(exc, SlackApiError):
+                    raise
+                log.error(
+                    "posting procedure %s failed: %s", procedure_id, exc.response.get("error")
+                )
+            else:
+                # Posted again by the next window or sweep: at once after a 429 (Slack posted
+                # nothing), else once the claim expires (a 5xx or a timeout may have posted it,
+                # and the claim keeps a second post from racing the first).
+                log.warning("posting procedure %s deferred: %s", procedure_id, exc)
+                if isinstance(exc, SlackApiError) and exc.response.status_code == 429:
+                    await self.store.release_post_claim(procedure_id)
+                await self.store.mark_stale(procedure_id)
             return
         await self.store.set_message(procedure_id, str(resp["channel"]), str(resp["ts"]))

@@ -302,6 +302,10 @@ class ProcedureStore:
         )
         return bool(ok)
 
+    async def release_post_claim(self, procedure_id: str) -> None:
+        """Let the message be posted again (a post Slack refused outright)."""
+        await self.client.delete(procedure_key(procedure_id) + ":post")
+
     async def take_update_slot(self, procedure_id: str, window_s: float) -> str | None:
         """Claim the right to update the message in this window (coalescing); the token that
         holds it, or None when another process holds it."""
@@ -330,6 +334,10 @@ class ProcedureStore:
     async def take_dirty(self, procedure_id: str) -> bool:
         """Clear and return the 'message needs an update' flag."""
         return bool(await self.client.hdel(procedure_key(procedure_id), "dirty"))
+
+    async def mark_stale(self, procedure_id: str) -> None:
+        """The message does not show the procedure (an update Slack did not take)."""
+        await self.client.hset(procedure_key(procedure_id), "dirty", "1")
 
     async def is_dirty(self, procedure_id: str) -> bool:
         """Whether a change is not shown in the message yet."""
