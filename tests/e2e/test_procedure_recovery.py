@@ -44,6 +44,7 @@ change = 0
 heartbeat_seconds = 0.3
 heartbeat_stale_seconds = 2
 reclaim_idle_seconds = 3
+shutdown_seconds = 1
 """
 READY = re.compile(r"worker .* ready")
 
@@ -112,6 +113,46 @@ async def test_a_worker_killed_mid_step_is_reclaimed_and_nothing_runs_twice(
         assert "the earlier run had applied it" in json.dumps(done["blocks"])
         events = [e["event"] for e in await lab.audit()]
         assert "step_reclaimed" in events
+    finally:
+        first.stop()
+        if second is not None:
+            second.stop()
+
+
+async def test_sigterm_mid_step_ends_the_worker_in_its_limit_and_the_step_runs_once(
+    lab: ProcedureLab, tmp_path: Path, slack_env: dict[str, str]
+) -> None:
+    """SIGTERM while a step's change is in flight on the DC and takes longer than the
+    worker's shutdown limit: the worker exits (code 0) leaving the job queued; another worker
+    takes it over and the change is applied once."""
+    env = _worker_env(lab, slack_env, str(lab.settings.env.AD1411_CONFIG))
+    first = BotProcess(["worker"], env, tmp_path / "worker-a.log")
+    first.wait_for_line(READY)
+    second: BotProcess | None = None
+    try:
+        _, incident, msg = await _start(lab)
+        root = lab.dcs.dc(ROOT)
+        root.faults.slow(3.0, match="reg.exe add", times=1)  # past the 1 s shutdown limit
+        await lab.click(msg, "Run", RESPONDER)
+
+        def adds() -> list[Any]:
+            return [c for c in root.commands() if "reg.exe add" in c.command_line]
+
+        await lab.emulator.wait_for_async(adds, timeout=30)
+        code = await asyncio.to_thread(first.stop, 60)  # a hang guard, not the limit
+        assert code == 0, first.stderr()[-2000:]
+        assert "shutdown limit reached" in first.stderr(), first.stderr()[-2000:]
+        # The DC finishes (or drops) the command on its own; then another worker comes.
+        await lab.emulator.wait_for_async(
+            lambda: all(c.outcome != "running" for c in adds()), timeout=30
+        )
+        second = BotProcess(["worker"], env, tmp_path / "worker-b.log")
+        second.wait_for_line(READY)
+        await lab.wait_message(incident["ts"], lambda m: step_state(m, "1.1") == "done", 90)
+        applied = [c for c in adds() if c.outcome == "exited" and c.exit_code == 0]
+        assert len(applied) == 1, [(c.command_line, c.outcome) for c in root.commands()]
+        events = [e["event"] for e in await lab.audit()]
+        assert events.count("step_done") + events.count("step_already_done") == 1, events
     finally:
         first.stop()
         if second is not None:
