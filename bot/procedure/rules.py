@@ -304,6 +304,13 @@ def _reject(proc: Procedure, intent: Intent, actor: Actor, ctx: Context) -> Deci
         return _refuse("not_approver", "Only an approver can reject a step.")
     if record.status is not StepStatus.AWAITING_APPROVAL:
         return _refuse("not_awaiting_approval", f"Step {step.key} is not waiting for approval.")
+    if request_expired(record, ctx.now_ms, ctx.ttl_seconds):
+        # As the message shows it: an expired request offers only a new request.
+        return _refuse(
+            "request_expired",
+            f"The approval request for step {step.key} expired; there is nothing to reject. "
+            "It runs only if someone requests approval again.",
+        )
     problem = reason_problem(intent.reason)
     if problem is not None:
         return _refuse("reason", f"Rejection not recorded: {problem}.")

@@ -411,3 +411,66 @@ def test_no_sequence_of_clicks_runs_a_step_without_its_approvals(
         if act is Act.REJECT:  # the requester may withdraw their own request
             assert actor.approver
         proc = decision.procedure
+
+
+ALL_PERSON_ACTS = [*ACTS, Act.ABORT, Act.CLOSE]
+
+
+def _offered_matches_the_rules(proc: Procedure, clock: int) -> None:
+    """What the message offers is exactly what someone may do now."""
+    offered = set(buttons(proc, clock, TTL))
+    step = proc.current()
+    for act in ALL_PERSON_ACTS:
+        intent = Intent(
+            act,
+            step.key if step else None,
+            step.digest if step else None,
+            reason="why",
+        )
+        decisions = [decide(proc, intent, p, Context(clock, TTL, f"job-{clock}")) for p in PEOPLE]
+        for d in decisions:
+            if isinstance(d, Refusal):
+                assert d.code and d.reason, d
+        someone = any(isinstance(d, Change) for d in decisions)
+        if act is Act.CLOSE and act not in offered:
+            # Closing with steps left is an approver's audited override (a reason), not a
+            # button: the message offers Abort, which offers the undo.
+            allowed = [p for p, d in zip(PEOPLE, decisions, strict=True) if isinstance(d, Change)]
+            assert all(p.approver for p in allowed), (allowed, decisions)
+            continue
+        assert someone == (act in offered), (act, sorted(offered), decisions)
+
+
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(ALL_PERSON_ACTS),
+            st.sampled_from(PEOPLE),
+            st.integers(min_value=0, max_value=2 * TTL),
+        ),
+        min_size=1,
+        max_size=40,
+    ),
+    st.sampled_from(["1.1", "4", "5", "7", "10"]),
+)
+def test_every_button_shown_is_one_someone_may_press_and_no_other_act_is_allowed(
+    clicks: list[tuple[Act, Actor, int]], start_at: str
+) -> None:
+    """Along any sequence of clicks (the worker finishing what they queue): the buttons the
+    message shows are exactly the acts at least one person may do, and every refusal says
+    why. (Who among them may is the approval matrix's business.)"""
+    proc = _at(_proc(), start_at)
+    clock = T0
+    _offered_matches_the_rules(proc, clock)
+    for act, actor, dt in clicks:
+        clock += dt * 1000
+        step = proc.current()
+        intent = Intent(act, step.key if step else None, step.digest if step else None, "why")
+        decision = decide(proc, intent, actor, Context(clock, TTL, f"job-{clock}"))
+        if isinstance(decision, Change):
+            proc = decision.procedure
+            if decision.job is not None and step is not None:
+                for wact in (Act.CLAIM, Act.COMPLETE):
+                    job = Intent(wact, step.key, job_id=decision.job.job_id)
+                    proc = _ok(decide(proc, job, WORKER, Context(clock, TTL)))
+        _offered_matches_the_rules(proc, clock)
