@@ -236,9 +236,16 @@ class IncidentStore:
         """A real round trip (readiness): a write read back, which a loading or read-only
         server refuses and PING alone would not show."""
         nonce = uuid.uuid4().hex
-        async with self.client.pipeline(transaction=True) as pipe:
-            pipe.set(READY_PROBE, nonce, px=60_000)
-            pipe.get(READY_PROBE)
-            _, got = await pipe.execute()
+        for attempt in (1, 2):
+            try:
+                async with self.client.pipeline(transaction=True) as pipe:
+                    pipe.set(READY_PROBE, nonce, px=60_000)
+                    pipe.get(READY_PROBE)
+                    _, got = await pipe.execute()
+                break
+            except (redis.ConnectionError, redis.TimeoutError):
+                # A pooled connection a Redis restart closed fails once; a fresh one tells.
+                if attempt == 2:
+                    raise
         if text(got) != nonce:
             raise ConnectionError("Redis did not read back what was just written")

@@ -20,6 +20,7 @@ from state.redis_server import RedisServer
 from tests.conftest import free_port
 from tests.handlers.serve_config import FOREST, write_config
 from tests.inprocess import InProcessBot, running_bot, settings_for
+from tests.waiting import until
 
 pytestmark = [pytest.mark.slack]
 TOKEN = "webhook-token-for-redis-outage"
@@ -89,7 +90,11 @@ async def test_redis_down_gets_503_and_clear_slack_texts(
     status, reply = await bot.post(body)
     assert status == 202
     assert reply["incidents"][0]["count"] == 2  # type: ignore[index]
-    assert (await _get(bot.url + "/readyz"))[0] == 200
+
+    async def ready_again() -> bool:
+        return (await _get(bot.url + "/readyz"))[0] == 200
+
+    await until(ready_again, timeout=30, what="/readyz ready again with Redis back")
 
 
 async def test_redis_killed_and_restarted_mid_stream_loses_no_acknowledged_alert(
