@@ -702,7 +702,7 @@ class SambaForest:
         address = next(a for n, _, a in self._planned() if n == name)
         server_dn = f"CN={name},{self.servers_dn}"
         ntds = f"CN=NTDS Settings,{server_dn}"
-        conn = self._admin(address, ldaps=True)
+        conn = self._admin(address, ldaps=True, fqdn=fqdn)
         try:
             conn.search(ntds, "(objectClass=nTDSDSA)", ldap3.BASE, attributes=["objectGUID"])
             guid = str(uuid.UUID(bytes_le=conn.entries[0].objectGUID.raw_values[0]))
