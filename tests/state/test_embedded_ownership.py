@@ -178,9 +178,13 @@ async def test_serve_restarts_a_dead_redis_and_fails_healthz_when_it_cannot(
         assert "restarting" in proc.stderr()
 
         # Now a Redis that cannot start (its AOF is garbage): /healthz says so.
-        aof = data_dir / "redis" / "appendonly.aof"
+        # Redis 6 keeps one appendonly.aof; Redis 7 (Debian's, on Python 3.13) a directory
+        # named by a manifest: spoil whichever this server reads.
+        aof_dir = data_dir / "redis" / "appendonlydir"
+        spoiled = sorted(aof_dir.glob("*.manifest")) or [data_dir / "redis" / "appendonly.aof"]
         os.kill(owner(data_dir)["redis_pid"], signal.SIGKILL)
-        aof.write_bytes(b"this is not an append-only file\r\n")
+        for aof in spoiled:
+            aof.write_bytes(b"this is not an append-only file\r\n")
 
         async def failing() -> bool:
             status, text = await _get(url + "/healthz")
