@@ -44,7 +44,7 @@ import redis.asyncio
 
 from bench.results import Measure, RunResult
 from bot.app.step_runner import EXCERPT_CHARS
-from bot.directory.model import Cause, Diagnosis, SourceDc, TargetDc
+from bot.directory.model import Diagnosis
 from bot.procedure.approval import Actor
 from bot.procedure.model import Procedure, StepStatus
 from bot.procedure.operations import Prior, RemoteOp, ops_for
@@ -52,15 +52,13 @@ from bot.procedure.plan import ApprovalPolicy, Plan
 from bot.procedure.planner import build_plan
 from bot.procedure.rules import Act, Intent, StepResult
 from handlers.transitions import Acted, ProcedureEngine
+from lab.diagnosis_samples import seeded_diagnosis
 from state.audit import AuditLog
 from state.jobs import JobQueue
 from state.keys import ACTIVE_PROCEDURES, GLOBAL_AUDIT, JOBS_STREAM, PREFIX
 from state.procedures import AuditEntry, ProcedureStore
 from state.redis_server import RedisServer
 
-FOREST = "corp.example.com"
-CONFIG_NC = "CN=Configuration,DC=corp,DC=example,DC=com"
-SITE = "CN=Servers,CN=Default-First-Site-Name,CN=Sites," + CONFIG_NC
 RESPONDER = Actor("U0ONCALL1", responder=True)
 APPROVERS = (Actor("U0APPROV1", approver=True), Actor("U0APPROV2", approver=True))
 TTL_SECONDS = 900
@@ -69,39 +67,7 @@ TARGET_BYTES = 32 * 1024
 
 def diagnosis(n: int) -> Diagnosis:
     """The diagnosis of problem n: DC9's serverReference lost, dc3 has no link on dc1."""
-    guid = str(uuid.UUID(int=n + 1))
-    target = TargetDc(
-        dsa_guid=guid,
-        ntds_settings_dn=f"CN=NTDS Settings,CN=DC9,{SITE}",
-        server_dn=f"CN=DC9,{SITE}",
-        dns_host_name=f"dc9.{FOREST}",
-        server_reference=None,
-        computer_dn="CN=DC9,OU=Domain Controllers,DC=corp,DC=example,DC=com",
-        computer_checked=True,
-        user_account_control=0x82000,
-        spns=(),
-        expected_drs_spn=None,
-    )
-    return Diagnosis(
-        forest=FOREST,
-        cause=Cause.SERVER_REFERENCE_MISSING,
-        target=target,
-        root_dc=f"dc1.{FOREST}",
-        root_dc_reason="the reporting DC, a DC of the forest root domain",
-        reporting_dcs=(f"dc1.{FOREST}", f"dc2.{FOREST}"),
-        unknown_reporting_dcs=(),
-        links=(),
-        missing_links=(
-            SourceDc(
-                f"dc3.{FOREST}",
-                "0e6b1c1a-1b6f-4d55-8f59-8f5d0c0b0a01",
-                f"CN=NTDS Settings,CN=DC3,{SITE}",
-                f"CN=DC3,{SITE}",
-            ),
-        ),
-        dead_dcs=(),
-        configuration_nc=CONFIG_NC,
-    )
+    return seeded_diagnosis(str(uuid.UUID(int=n + 1)))
 
 
 def _plan(n: int) -> Plan:

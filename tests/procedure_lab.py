@@ -17,7 +17,8 @@ from typing import Any
 from bot.app.slack import slack_client
 from bot.app.worker import Worker
 from bot.config import Settings
-from bot.directory.model import Cause, Diagnosis, SourceDc, TargetDc, diagnosis_to_json
+from bot.directory.model import Diagnosis, diagnosis_to_json
+from lab import diagnosis_samples
 from lab.alert_samples import alert_body
 from lab.dcsim.simulator import DcLab, SimulatedDc
 from lab.slack_driver import BotResponse, SlackDriver
@@ -29,52 +30,16 @@ from state.keys import GLOBAL_AUDIT
 from tests.fixtures_dcsim import DCSIM_PASSWORD, DCSIM_USER
 from tests.inprocess import InProcessBot, running_bot, settings_for
 
-FOREST = "corp.example.com"
-ROOT = f"dc1.{FOREST}"
-REPORTER = f"dc2.{FOREST}"
-MISSING = f"dc3.{FOREST}"
-TARGET_GUID = "5d3b3c63-7c1c-4f7e-9a1e-2b2a4c6d8e10"
-CONFIG_NC = "CN=Configuration,DC=corp,DC=example,DC=com"
+# The lab forest and its diagnosis, as lab/diagnosis_samples.py has them (tests import them here).
+FOREST, CONFIG_NC = diagnosis_samples.FOREST, diagnosis_samples.CONFIG_NC
+ROOT, REPORTER = diagnosis_samples.ROOT, diagnosis_samples.REPORTER
+MISSING = diagnosis_samples.MISSING
+TARGET_GUID = diagnosis_samples.TARGET_GUID
+seeded_diagnosis = diagnosis_samples.seeded_diagnosis
+
 RESPONDER, APPROVER1, APPROVER2 = "U0ONCALL1", "U0APPROV1", "U0APPROV2"
 # An approver who is also a responder (U0APPROV1 is listed in both), for self-approval.
 RESPONDER_APPROVER = APPROVER1
-
-
-def seeded_diagnosis(target_guid: str = TARGET_GUID) -> Diagnosis:
-    """What LDAP would say: dc9's serverReference is lost, dc3 has no link on dc1."""
-    base = "CN=Servers,CN=Default-First-Site-Name,CN=Sites," + CONFIG_NC
-    target = TargetDc(
-        dsa_guid=target_guid,
-        ntds_settings_dn=f"CN=NTDS Settings,CN=DC9,{base}",
-        server_dn=f"CN=DC9,{base}",
-        dns_host_name=f"dc9.{FOREST}",
-        server_reference=None,
-        computer_dn="CN=DC9,OU=Domain Controllers,DC=corp,DC=example,DC=com",
-        computer_checked=True,
-        user_account_control=0x82000,
-        spns=(),
-        expected_drs_spn=None,
-    )
-    return Diagnosis(
-        forest=FOREST,
-        cause=Cause.SERVER_REFERENCE_MISSING,
-        target=target,
-        root_dc=ROOT,
-        root_dc_reason="the reporting DC, a DC of the forest root domain",
-        reporting_dcs=(ROOT, REPORTER),
-        unknown_reporting_dcs=(),
-        links=(),
-        missing_links=(
-            SourceDc(
-                MISSING,
-                "0e6b1c1a-1b6f-4d55-8f59-8f5d0c0b0a01",
-                f"CN=NTDS Settings,CN=DC3,{base}",
-                f"CN=DC3,{base}",
-            ),
-        ),
-        dead_dcs=(),
-        configuration_nc=CONFIG_NC,
-    )
 
 
 def write_procedure_config(
