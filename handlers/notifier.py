@@ -77,7 +77,7 @@ class IncidentNotifier:
         self.channel = channel
         self.window = coalesce_seconds
         self.metrics = metrics
-        self.token = uuid.uuid4().hex  # this replica's lease token
+        self.replica = uuid.uuid4().hex  # this replica: the prefix of its attempts' tokens
         self._wake = asyncio.Event()
         self._stopping = False
         self._paused_until = 0.0
@@ -164,9 +164,16 @@ class IncidentNotifier:
         """Deliver one member if its lease is free; True when this replica attempted it."""
         if self._stopping or self._paused_until > time.monotonic():
             return False
-        if not await self.outbox.claim(member, self.token, LEASE_SECONDS):
-            return False
-        attempt = _Attempt(member, self.token)
+        # One token per attempt: a claim retried after a lost reply is recognized as its own.
+        attempt = _Attempt(member, f"{self.replica}:{uuid.uuid4().hex}")
+        try:
+            if not await self.outbox.claim(member, attempt.token, LEASE_SECONDS):
+                return False
+        except StoreUnavailable:
+            # The claim may have been applied (and replicated) with its reply lost to a
+            # failover: release it when Redis is back, or the member would wait out the lease.
+            self._unreleased[member] = attempt
+            raise
         flood = parse_flood_id(member) is not None
         try:
             try:
@@ -180,7 +187,7 @@ class IncidentNotifier:
             except (aiohttp.ClientError, TimeoutError, OSError) as exc:
                 await self._defer(attempt, type(exc).__name__, None)
             else:
-                await self.outbox.finish(member, self.token, self.window)
+                await self.outbox.finish(member, attempt.token, self.window)
         except StoreUnavailable:
             # Redis went away mid-attempt: release the lease when it is back, or the member
             # would wait for the lease to expire.
