@@ -69,7 +69,7 @@ class InProcessBot:
 
     async def post(
         self, body: bytes, headers: dict[str, str] | None = None
-    ) -> tuple[int, dict[str, object]]:
+    ) -> tuple[int, dict[str, Any]]:
         """POST /alerts (with the bearer token unless headers are given)."""
         hdrs = {"Authorization": f"Bearer {self.token}"} if headers is None else headers
         async with (

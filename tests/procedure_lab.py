@@ -122,7 +122,7 @@ class ProcedureLab:
             body, _ = alert_body("event_text", dc, guid, FOREST)
             status, reply = await self.bot.post(body)
             assert status == 202, reply
-            iid = str(reply["incidents"][0]["incident_id"])  # type: ignore[index]
+            iid = str(reply["incidents"][0]["incident_id"])
 
         def message() -> list[dict[str, Any]]:
             return [m for m in self.bot.incident_messages() if guid in json.dumps(m)]

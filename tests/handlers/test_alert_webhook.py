@@ -48,7 +48,7 @@ async def test_alert_opens_incident_with_message_and_thread(bot: InProcessBot) -
     status, reply = await bot.post(body)
     assert status == 202
     assert reply["accepted"] == 1
-    incident = reply["incidents"][0]  # type: ignore[index]
+    incident = reply["incidents"][0]
     assert incident["created"] is True
     iid = incident["incident_id"]
 
@@ -70,7 +70,7 @@ async def test_alert_opens_incident_with_message_and_thread(bot: InProcessBot) -
     # A second DC reports the same problem: same incident, listed, no new message.
     body, _ = alert_body("alertmanager", "dc2.corp.example.com", guid, FOREST)
     status, reply = await bot.post(body)
-    assert status == 202 and reply["incidents"][0]["created"] is False  # type: ignore[index]
+    assert status == 202 and reply["incidents"][0]["created"] is False
     updated = (
         await bot.emulator.wait_for_async(
             lambda: [m for m in bot.incident_messages() if "dc2.corp.example.com" in json.dumps(m)],

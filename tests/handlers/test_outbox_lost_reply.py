@@ -99,7 +99,7 @@ async def _alert(bot: InProcessBot, n: int) -> str:
     body = alert_body("generic_json", "dc1.corp.example.com", dsa_guid(n), FOREST)[0]
     status, reply = await bot.post(body)
     assert status == 202, reply
-    return str(reply["incidents"][0]["incident_id"])  # type: ignore[index]
+    return str(reply["incidents"][0]["incident_id"])
 
 
 def _message_of(bot: InProcessBot, iid: str) -> list[dict[str, object]]:

@@ -38,7 +38,7 @@ async def _incident(bot: InProcessBot, guid: str) -> tuple[str, str]:
     body, _ = alert_body("generic_json", f"livdc01.{FOREST}", guid, FOREST)
     status, reply = await bot.post(body)
     assert status == 202
-    iid = str(reply["incidents"][0]["incident_id"])  # type: ignore[index]
+    iid = str(reply["incidents"][0]["incident_id"])
 
     async def recorded() -> str | None:
         inc = await bot.ctx.store.get(iid)

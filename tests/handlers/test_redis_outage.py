@@ -89,7 +89,7 @@ async def test_redis_down_gets_503_and_clear_slack_texts(
     own_redis.start()
     status, reply = await bot.post(body)
     assert status == 202
-    assert reply["incidents"][0]["count"] == 2  # type: ignore[index]
+    assert reply["incidents"][0]["count"] == 2
 
     async def ready_again() -> bool:
         return (await _get(bot.url + "/readyz"))[0] == 200

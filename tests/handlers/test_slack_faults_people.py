@@ -173,7 +173,7 @@ async def _thread(bot: InProcessBot, guid: str) -> str:
     body, _ = alert_body("generic_json", f"livdc01.{FOREST}", guid, FOREST)
     status, reply = await bot.post(body)
     assert status == 202
-    iid = str(reply["incidents"][0]["incident_id"])  # type: ignore[index]
+    iid = str(reply["incidents"][0]["incident_id"])
 
     async def introduced() -> str | None:
         inc = await bot.ctx.store.get(iid)

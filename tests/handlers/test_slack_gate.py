@@ -42,7 +42,7 @@ async def _incident(bot: InProcessBot, n: int = 1) -> str:
         alert_body("generic_json", "dc1.corp.example.com", dsa_guid(n), FOREST)[0]
     )
     assert status == 202
-    return str(reply["incidents"][0]["incident_id"])  # type: ignore[index]
+    return str(reply["incidents"][0]["incident_id"])
 
 
 async def _post(bot: InProcessBot, body: bytes, headers: dict[str, str]) -> tuple[int, str]:

@@ -236,7 +236,7 @@ async def test_replayed_signed_request_is_refused(bot: InProcessBot) -> None:
     assert first[0] == 202
     assert second[0] == third[0] == 409
     assert "already received" in str(second[1]["error"])
-    iid = first[1]["incidents"][0]["incident_id"]  # type: ignore[index]
+    iid = first[1]["incidents"][0]["incident_id"]
     inc = await bot.ctx.store.get(iid)
     assert inc is not None and inc.count == 1
 
