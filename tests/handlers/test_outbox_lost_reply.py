@@ -73,26 +73,29 @@ async def bot(
 async def test_a_claim_whose_reply_was_lost_still_delivers_the_message(
     bot: InProcessBot, proxy: LossyProxy, redis_url: str
 ) -> None:
-    direct_url = proxy.direct_url or redis_url
-    # A first incident, delivered: Redis now knows the claim script, so the lost call below
-    # is applied (not refused with NOSCRIPT).
-    first = await _alert(bot, 30)
-    await bot.emulator.wait_for_async(lambda: _message_of(bot, first), timeout=30)
-    proxy.lose_reply_to(b"outbox-claim:")
-    iid = await _alert(bot, 31)
-    # Well inside the 90 s lease the lost claim would otherwise hold (a hang, not a speed).
-    msg = await bot.emulator.wait_for_async(lambda: _message_of(bot, iid), timeout=45)
-    assert len(proxy.lost) == 1 and iid.encode() in proxy.lost[0], proxy.lost
-    assert msg
-    direct = redis.asyncio.Redis.from_url(direct_url)
+    direct = redis.asyncio.Redis.from_url(proxy.direct_url or redis_url)
     try:
-        await until(
-            lambda: _async_zero(direct.zcard(OUTBOX)), timeout=20, what="the outbox emptied"
-        )
+        # A first incident, delivered and done: Redis now knows the claim script, so the lost
+        # call below is applied (not refused with NOSCRIPT), and no call of its own is left.
+        first = await _alert(bot, 30)
+        await bot.emulator.wait_for_async(lambda: _message_of(bot, first), timeout=30)
+        await _until_delivered(direct)
+        # The claim script's call: two keys, the outbox first (finish and defer have three).
+        proxy.lose_reply_to(f"\r\n2\r\n${len(OUTBOX)}\r\n{OUTBOX}\r\n".encode())
+        iid = await _alert(bot, 31)
+        # Well inside the 90 s lease the lost claim would otherwise hold (a hang, not a speed).
+        msg = await bot.emulator.wait_for_async(lambda: _message_of(bot, iid), timeout=45)
+        assert len(proxy.lost) == 1 and iid.encode() in proxy.lost[0], proxy.lost
+        assert msg
+        await _until_delivered(direct)
         assert await direct.keys("*outbox-claim*") == []  # no lease left behind
     finally:
         await direct.aclose()
     assert len(_message_of(bot, iid)) == 1  # posted once
+
+
+async def _until_delivered(direct: redis.asyncio.Redis) -> None:
+    await until(lambda: _async_zero(direct.zcard(OUTBOX)), timeout=20, what="the outbox emptied")
 
 
 async def _alert(bot: InProcessBot, n: int) -> str:
