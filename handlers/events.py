@@ -46,7 +46,7 @@ def register(app: AsyncApp, ctx: ServeContext) -> None:
         if context.bot_id is not None and event.get("bot_id") == context.bot_id:
             return  # our own incident messages quote the event text
         event_id = str(body.get("event_id", ""))
-        if event_id and not await ctx.seen.first("slack-event", event_id, SEEN_EVENT_SECONDS):
+        if event_id and await ctx.seen.seen("slack-event", event_id):
             return  # a Slack retry of an event we already took
         try:
             alerts = find_alerts_in_text(message_text(event))
@@ -63,6 +63,10 @@ def register(app: AsyncApp, ctx: ServeContext) -> None:
                     + mrkdwn_escape(str(exc)),
                 )
             )
-            return
-        if alerts:
-            await take_alerts(ctx, alerts)
+        else:
+            if alerts:
+                # A Redis failure here answers 503 and Slack delivers the event again: it is
+                # marked taken only once recorded, so that delivery is recorded, not dropped.
+                await take_alerts(ctx, alerts)
+        if event_id:
+            await ctx.seen.mark("slack-event", event_id, SEEN_EVENT_SECONDS)

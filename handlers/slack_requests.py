@@ -11,6 +11,7 @@ Bolt calls for HTTP and Socket Mode alike. Nothing here logs a body or a header 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
 import json
@@ -18,6 +19,7 @@ import logging
 import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
+from http import HTTPStatus
 from typing import Any
 
 from aiohttp import web
@@ -318,7 +320,16 @@ class SlackRequestGate:
             return refusal(401, "this signed request was already received (replay refused)")
         request[SLACK_BODY_KEY] = text
         request[SLACK_PAYLOAD_KEY] = payload
-        return await handler(request)
+        response = await handler(request)
+        if response.status >= HTTPStatus.INTERNAL_SERVER_ERROR:
+            # Not handled (Redis failed mid-way): Slack delivers it again, maybe within the
+            # same second and so with the same signature; that delivery must not be taken for
+            # a replay of something handled.
+            with contextlib.suppress(StoreUnavailable, TimeoutError):
+                await asyncio.wait_for(
+                    self.seen.forget("slack-signature", sig), REPLAY_CHECK_SECONDS
+                )
+        return response
 
 
 class CheckedBoltRequest(AsyncBoltRequest):

@@ -8,6 +8,7 @@ alerts. Redis down is a 503 with Retry-After. No header value and no body is eve
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import hmac
 import logging
@@ -222,7 +223,15 @@ class AlertWebhook:
         ):
             self._count("replayed")
             return _error(409, "this signed request was already received; sign each request anew")
-        intakes = await take_alerts(ctx, alerts)
+        try:
+            intakes = await take_alerts(ctx, alerts)
+        except StoreUnavailable:
+            if signed is not None:
+                # Not recorded (503): the sender's resend of these same bytes must be taken,
+                # not refused as a replay.
+                with contextlib.suppress(StoreUnavailable):
+                    await ctx.seen.forget("alert-signature", signed.signature)
+            raise
         return web.json_response(accepted_answer(ctx, intakes), status=202)
 
 

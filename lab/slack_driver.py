@@ -514,13 +514,18 @@ class SlackDriver:
         retry_num: int = 1,
         retry_reason: str = "http_timeout",
         resign: bool = True,
+        same_second: bool = False,
     ) -> BotResponse:
-        """Send a request again: as a Slack retry (resign=True) or byte for byte as an attacker."""
+        """Send a request again: as a Slack retry (resign=True; same_second: signed with the
+        first delivery's timestamp, so with the same signature, as a retry within the second
+        is) or byte for byte as an attacker (resign=False)."""
         if self.socket_mode:
             return await self._deliver(sent, retry_attempt=retry_num, retry_reason=retry_reason)
         if not resign:
             return await self._post(sent.body, dict(sent.headers), sent)
         extra = {"X-Slack-Retry-Num": str(retry_num), "X-Slack-Retry-Reason": retry_reason}
+        if same_second:
+            return await self._post(sent.body, {**sent.headers, **extra}, sent)
         return await self.send(sent, extra_headers=extra)
 
     async def send(

@@ -21,13 +21,20 @@ class LossyProxy:
     query: str = ""  # appended to url (the bot's durability options)
     direct_url: str | None = None  # the server itself, for the test's own reads
     lost: list[bytes] = field(default_factory=list)  # the requests whose reply was lost
+    refused: list[bytes] = field(default_factory=list)  # requests never forwarded
     _pattern: bytes | None = None
+    _refuse: bytes | None = None
     _server: asyncio.Server | None = None
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
     def lose_reply_to(self, pattern: bytes) -> None:
         """The next request containing `pattern` is applied; its reply never arrives."""
         self._pattern = pattern
+
+    def refuse(self, pattern: bytes) -> None:
+        """The next request containing `pattern` never reaches the server: the connection is
+        reset instead (Redis failing between two commands of one request)."""
+        self._refuse = pattern
 
     @property
     def url(self) -> str:
@@ -43,6 +50,10 @@ class LossyProxy:
     ) -> None:
         try:
             while data := await reader.read(CHUNK):
+                if upstream and self._refuse is not None and self._refuse in data:
+                    self._refuse = None
+                    self.refused.append(data)
+                    break
                 if upstream and self._pattern is not None and self._pattern in data:
                     self._pattern = None
                     self.lost.append(data)
