@@ -105,8 +105,8 @@ def test_a_change_on_dc1_replicates_to_dc2(healthy_forest: SambaForest) -> None:
     assert dc1.add(ou, "organizationalUnit"), dc1.result
     try:
         dc2 = healthy_forest.connect(2)
-        dc2.search(ou, "(objectClass=*)", ldap3.BASE)
-        assert dc2.entries == []
+        # Not asserted absent on dc2 first: Samba notifies its partners of a change on its
+        # own, sooner or later depending on the machine's load (CI once saw it already there).
         out = healthy_forest.replicate(2, 1)
         assert "was successful" in out
         dc2.search(ou, "(objectClass=organizationalUnit)", ldap3.BASE)
