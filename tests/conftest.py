@@ -68,3 +68,4 @@ from tests.fixtures_dcsim import *  # noqa: E402,F403
 from tests.fixtures_kerberos import *  # noqa: E402,F403
 from tests.fixtures_samba import *  # noqa: E402,F403
 from tests.fixtures_slack import *  # noqa: E402,F403
+from tests.procedure_lab import new_lab  # noqa: E402,F401

@@ -8,11 +8,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
+
+import pytest
 
 from bot.app.slack import slack_client
 from bot.app.worker import Worker
@@ -235,6 +239,33 @@ async def procedure_lab(
                 await asyncio.wait_for(asyncio.gather(*plab.workers, return_exceptions=True), 60)
     finally:
         lab.stop()
+
+
+class LabFactory(Protocol):
+    """`procedure_lab` with the test's own paths, Redis, Slack emulator and environment."""
+
+    def __call__(
+        self,
+        *,
+        extra_config: str = ...,
+        workers: int = ...,
+        approvers: tuple[str, ...] = ...,
+        update_seconds: float = ...,
+    ) -> AbstractAsyncContextManager[ProcedureLab]: ...
+
+
+@pytest.fixture
+def new_lab(
+    tmp_path: Path,
+    redis_url: str,
+    slack_emulator: SlackEmulator,
+    slack_signing_secret: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> LabFactory:
+    """`async with new_lab(extra_config=...) as lab:` in a test: its procedure lab."""
+    return functools.partial(
+        procedure_lab, tmp_path, redis_url, slack_emulator, slack_signing_secret, monkeypatch
+    )
 
 
 def current_key(message: dict[str, Any]) -> str:

@@ -27,9 +27,9 @@ from tests.procedure_lab import (
     RESPONDER,
     ROOT,
     TARGET_GUID,
+    LabFactory,
     ProcedureLab,
     buttons,
-    procedure_lab,
     seeded_diagnosis,
     step_state,
     write_procedure_config,
@@ -70,18 +70,9 @@ async def _start(
 
 @pytest.fixture
 async def lab(
-    tmp_path: Path,
-    redis_url: str,
-    slack_emulator: SlackEmulator,
-    slack_signing_secret: str,
-    monkeypatch: pytest.MonkeyPatch,
+    new_lab: LabFactory,
 ) -> AsyncIterator[ProcedureLab]:
-    async with procedure_lab(
-        tmp_path,
-        redis_url,
-        slack_emulator,
-        slack_signing_secret,
-        monkeypatch,
+    async with new_lab(
         extra_config=FAST,
         workers=0,
     ) as running:

@@ -6,22 +6,20 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from lab.dcsim.state import RegistryValue
-from lab.slack_emulator import SlackEmulator
 from tests.procedure_lab import (
     APPROVER1,
     APPROVER2,
     RESPONDER,
     ROOT,
+    LabFactory,
     ProcedureLab,
     advance,
     buttons,
-    procedure_lab,
     step_state,
     submit_reason,
 )
@@ -35,18 +33,9 @@ REPS_TO = "RepsTo Failure Time (sec)"
 
 @pytest.fixture
 async def lab(
-    tmp_path: Path,
-    redis_url: str,
-    slack_emulator: SlackEmulator,
-    slack_signing_secret: str,
-    monkeypatch: pytest.MonkeyPatch,
+    new_lab: LabFactory,
 ) -> AsyncIterator[ProcedureLab]:
-    async with procedure_lab(
-        tmp_path,
-        redis_url,
-        slack_emulator,
-        slack_signing_secret,
-        monkeypatch,
+    async with new_lab(
         extra_config="[approvals]\nobligation_deadline_seconds = 3",
     ) as running:
         yield running

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -33,9 +32,9 @@ from tests.procedure_lab import (
     REPORTER,
     RESPONDER,
     ROOT,
+    LabFactory,
     ProcedureLab,
     buttons,
-    procedure_lab,
     reason_values,
     seeded_diagnosis,
     step_state,
@@ -48,15 +47,9 @@ pytestmark = [pytest.mark.slack, pytest.mark.winrm]
 
 @pytest.fixture
 async def lab(
-    tmp_path: Path,
-    redis_url: str,
-    slack_emulator: SlackEmulator,
-    slack_signing_secret: str,
-    monkeypatch: pytest.MonkeyPatch,
+    new_lab: LabFactory,
 ) -> AsyncIterator[ProcedureLab]:
-    async with procedure_lab(
-        tmp_path, redis_url, slack_emulator, slack_signing_secret, monkeypatch
-    ) as running:
+    async with new_lab() as running:
         yield running
 
 
@@ -216,19 +209,12 @@ async def test_reasons_are_asked_in_a_modal_for_reject_skip_and_abort(lab: Proce
 
 
 async def test_fifty_concurrent_clicks_on_two_replicas_run_the_command_once(
-    tmp_path: Path,
-    redis_url: str,
+    new_lab: LabFactory,
     slack_emulator: SlackEmulator,
     slack_signing_secret: str,
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     async with (
-        procedure_lab(
-            tmp_path,
-            redis_url,
-            slack_emulator,
-            slack_signing_secret,
-            monkeypatch,
+        new_lab(
             extra_config="[approvals]\nchange = 0",
         ) as lab,
         running_bot(lab.settings, slack_emulator, slack_signing_secret) as replica,
@@ -254,18 +240,9 @@ async def test_fifty_concurrent_clicks_on_two_replicas_run_the_command_once(
 
 
 async def test_a_failed_step_says_why_and_offers_retry(
-    tmp_path: Path,
-    redis_url: str,
-    slack_emulator: SlackEmulator,
-    slack_signing_secret: str,
-    monkeypatch: pytest.MonkeyPatch,
+    new_lab: LabFactory,
 ) -> None:
-    async with procedure_lab(
-        tmp_path,
-        redis_url,
-        slack_emulator,
-        slack_signing_secret,
-        monkeypatch,
+    async with new_lab(
         extra_config="[approvals]\nchange = 0",
     ) as lab:
         _, incident, msg = await _started(lab)

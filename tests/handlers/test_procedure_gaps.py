@@ -8,14 +8,12 @@ import asyncio
 import json
 import sys
 import time
-from pathlib import Path
 from typing import Any, cast
 
 import pytest
 import redis.asyncio
 
 from lab.dcsim.state import RegistryValue
-from lab.slack_emulator import SlackEmulator
 from state.audit import incident_stream
 from state.connection import async_client
 from state.diagnoses import DiagnosisStore
@@ -26,10 +24,10 @@ from tests.procedure_lab import (
     APPROVER2,
     RESPONDER,
     ROOT,
+    LabFactory,
     ProcedureLab,
     advance,
     buttons,
-    procedure_lab,
     reason_values,
     step_state,
 )
@@ -90,19 +88,11 @@ async def _diagnosis_jobs(lab: ProcedureLab, incident_id: str) -> list[dict[Any,
 
 
 async def test_a_stale_diagnosis_is_not_planned_from_a_fresh_one_runs_first(
-    tmp_path: Path,
+    new_lab: LabFactory,
     redis_url: str,
-    slack_emulator: SlackEmulator,
-    slack_signing_secret: str,
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     # No worker: the diagnosis job stays queued where the test can count it.
-    async with procedure_lab(
-        tmp_path,
-        redis_url,
-        slack_emulator,
-        slack_signing_secret,
-        monkeypatch,
+    async with new_lab(
         extra_config="diagnosis_max_age_seconds = 1",
         workers=0,
     ) as lab:
@@ -135,15 +125,9 @@ async def test_a_stale_diagnosis_is_not_planned_from_a_fresh_one_runs_first(
 
 
 async def test_a_step_already_in_its_wanted_state_is_satisfied_and_nothing_is_written(
-    tmp_path: Path,
-    redis_url: str,
-    slack_emulator: SlackEmulator,
-    slack_signing_secret: str,
-    monkeypatch: pytest.MonkeyPatch,
+    new_lab: LabFactory,
 ) -> None:
-    async with procedure_lab(
-        tmp_path, redis_url, slack_emulator, slack_signing_secret, monkeypatch
-    ) as lab:
+    async with new_lab() as lab:
         root = lab.dcs.dc(ROOT)
         with lab.dcs.forest.lock:
             root.state.set_registry_value(RegistryValue(REPS_TO, "REG_DWORD", 60))
@@ -174,19 +158,10 @@ async def test_a_step_already_in_its_wanted_state_is_satisfied_and_nothing_is_wr
 
 
 async def test_a_burst_of_transitions_updates_the_message_at_most_once_per_window(
-    tmp_path: Path,
-    redis_url: str,
-    slack_emulator: SlackEmulator,
-    slack_signing_secret: str,
-    monkeypatch: pytest.MonkeyPatch,
+    new_lab: LabFactory,
 ) -> None:
     window = 1.0
-    async with procedure_lab(
-        tmp_path,
-        redis_url,
-        slack_emulator,
-        slack_signing_secret,
-        monkeypatch,
+    async with new_lab(
         update_seconds=window,
     ) as lab:
         iid, incident = await lab.open_incident()
@@ -237,19 +212,10 @@ async def test_a_burst_of_transitions_updates_the_message_at_most_once_per_windo
 
 
 async def test_fifty_concurrent_clicks_update_the_message_at_most_once_per_window(
-    tmp_path: Path,
-    redis_url: str,
-    slack_emulator: SlackEmulator,
-    slack_signing_secret: str,
-    monkeypatch: pytest.MonkeyPatch,
+    new_lab: LabFactory,
 ) -> None:
     window = 1.0
-    async with procedure_lab(
-        tmp_path,
-        redis_url,
-        slack_emulator,
-        slack_signing_secret,
-        monkeypatch,
+    async with new_lab(
         extra_config="[approvals]\nchange = 0",
         update_seconds=window,
     ) as lab:
@@ -303,15 +269,10 @@ async def _cli(redis_url: str, *args: str) -> tuple[int, str, str]:
 
 
 async def test_the_audit_of_a_closed_procedure_exports_and_verifies_and_shows_tampering(
-    tmp_path: Path,
+    new_lab: LabFactory,
     redis_url: str,
-    slack_emulator: SlackEmulator,
-    slack_signing_secret: str,
-    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    async with procedure_lab(
-        tmp_path, redis_url, slack_emulator, slack_signing_secret, monkeypatch
-    ) as lab:
+    async with new_lab() as lab:
         iid, incident, msg = await _at_step_5(lab)
         seen = len(lab.emulator.views())
         await lab.click(msg, "Close (approver override)", APPROVER1)
@@ -371,15 +332,9 @@ async def test_the_audit_of_a_closed_procedure_exports_and_verifies_and_shows_ta
 
 
 async def test_app_home_shows_the_procedure_state_and_obligations_and_rejects_from_there(
-    tmp_path: Path,
-    redis_url: str,
-    slack_emulator: SlackEmulator,
-    slack_signing_secret: str,
-    monkeypatch: pytest.MonkeyPatch,
+    new_lab: LabFactory,
 ) -> None:
-    async with procedure_lab(
-        tmp_path, redis_url, slack_emulator, slack_signing_secret, monkeypatch
-    ) as lab:
+    async with new_lab() as lab:
         iid, incident, msg = await _at_step_5(lab)
         ts = incident["ts"]
         await lab.click(msg, "Request approval", RESPONDER)
@@ -416,18 +371,9 @@ async def test_app_home_shows_the_procedure_state_and_obligations_and_rejects_fr
 
 
 async def test_an_overdue_obligation_is_escalated_to_the_approvers_user_group(
-    tmp_path: Path,
-    redis_url: str,
-    slack_emulator: SlackEmulator,
-    slack_signing_secret: str,
-    monkeypatch: pytest.MonkeyPatch,
+    new_lab: LabFactory,
 ) -> None:
-    async with procedure_lab(
-        tmp_path,
-        redis_url,
-        slack_emulator,
-        slack_signing_secret,
-        monkeypatch,
+    async with new_lab(
         extra_config="[approvals]\nobligation_deadline_seconds = 3",
         approvers=(APPROVERS_GROUP,),
     ) as lab:

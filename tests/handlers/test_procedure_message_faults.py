@@ -6,13 +6,11 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from lab.slack_emulator import SlackEmulator
-from tests.procedure_lab import RESPONDER, ProcedureLab, buttons, procedure_lab
+from tests.procedure_lab import RESPONDER, LabFactory, ProcedureLab, buttons
 
 pytestmark = [pytest.mark.slack, pytest.mark.winrm]
 
@@ -22,15 +20,9 @@ ONE_CALL_REFUSED = 4
 
 @pytest.fixture
 async def lab(
-    tmp_path: Path,
-    redis_url: str,
-    slack_emulator: SlackEmulator,
-    slack_signing_secret: str,
-    monkeypatch: pytest.MonkeyPatch,
+    new_lab: LabFactory,
 ) -> AsyncIterator[ProcedureLab]:
-    async with procedure_lab(
-        tmp_path, redis_url, slack_emulator, slack_signing_secret, monkeypatch
-    ) as running:
+    async with new_lab() as running:
         yield running
 
 

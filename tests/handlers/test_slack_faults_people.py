@@ -21,9 +21,9 @@ from tests.inprocess import InProcessBot, running_bot, settings_for
 from tests.procedure_lab import (
     APPROVER2,
     RESPONDER,
+    LabFactory,
     ProcedureLab,
     buttons,
-    procedure_lab,
     reason_values,
     step_state,
 )
@@ -50,18 +50,9 @@ def _told(emulator: SlackEmulator, user: str, words: str) -> list[dict[str, Any]
 
 @pytest.fixture
 async def lab(
-    tmp_path: Path,
-    redis_url: str,
-    slack_emulator: SlackEmulator,
-    slack_signing_secret: str,
-    monkeypatch: pytest.MonkeyPatch,
+    new_lab: LabFactory,
 ) -> AsyncIterator[ProcedureLab]:
-    async with procedure_lab(
-        tmp_path,
-        redis_url,
-        slack_emulator,
-        slack_signing_secret,
-        monkeypatch,
+    async with new_lab(
         extra_config="[approvals]\nchange = 0",
     ) as running:
         yield running

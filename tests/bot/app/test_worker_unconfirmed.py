@@ -5,16 +5,21 @@ In-process bot and workers, real redis-server, simulated DCs over real WinRM."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
 from bot.app.slack import slack_client
 from bot.app.worker import Worker
-from lab.slack_emulator import SlackEmulator
 from state.connection import async_client
 from state.keys import JOBS_GROUP, JOBS_STREAM
-from tests.procedure_lab import RESPONDER, ROOT, ProcedureLab, buttons, procedure_lab, step_state
+from tests.procedure_lab import (
+    RESPONDER,
+    ROOT,
+    LabFactory,
+    ProcedureLab,
+    buttons,
+    step_state,
+)
 
 pytestmark = [pytest.mark.slack, pytest.mark.winrm]
 FAST = """
@@ -29,18 +34,9 @@ reclaim_idle_seconds = 1
 
 @pytest.fixture
 async def lab(
-    tmp_path: Path,
-    redis_url: str,
-    slack_emulator: SlackEmulator,
-    slack_signing_secret: str,
-    monkeypatch: pytest.MonkeyPatch,
+    new_lab: LabFactory,
 ) -> AsyncIterator[ProcedureLab]:
-    async with procedure_lab(
-        tmp_path,
-        redis_url,
-        slack_emulator,
-        slack_signing_secret,
-        monkeypatch,
+    async with new_lab(
         extra_config=FAST,
         workers=0,
     ) as running:
