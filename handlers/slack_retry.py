@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import TypeVar
 
 import aiohttp
@@ -25,8 +25,15 @@ def retry_after_seconds(exc: SlackApiError) -> int | None:
     """Slack's Retry-After of a 429, in seconds (at least 1, bounded), or None."""
     if exc.response.status_code != 429:
         return None
-    headers = exc.response.headers or {}
-    raw = headers.get("Retry-After") or headers.get("retry-after")
+    return retry_after_value(exc.response.headers or {})
+
+
+def retry_after_value(headers: Mapping[str, str | list[str]]) -> int:
+    """The Retry-After header among `headers` (any case; a value or a list of them) in whole
+    seconds, at least 1 and bounded; 1 when absent or not a number."""
+    raw = next((v for k, v in headers.items() if k.lower() == "retry-after"), None)
+    if isinstance(raw, list):
+        raw = raw[0] if raw else None
     try:
         value = int(str(raw).strip())
     except ValueError:

@@ -14,6 +14,7 @@ from slack_sdk.http_retry.state import RetryState
 from slack_sdk.web.async_client import AsyncWebClient
 
 from bot.config import Settings
+from handlers.slack_retry import retry_after_value
 
 SLACK_TIMEOUT_SECONDS = 10
 # A 429 is retried inside the call only when Slack asks for a short wait; a longer one is the
@@ -24,14 +25,7 @@ SDK_RETRY_AFTER_MAX_SECONDS = 5
 
 def retry_after_header(response: HttpResponse) -> int:
     """A 429's Retry-After in whole seconds (at least 1); 1 when absent or not a number."""
-    for name, values in response.headers.items():
-        if name.lower() == "retry-after":
-            try:
-                value = values if isinstance(values, str) else (values[0] if values else "")
-                return max(1, int(value.strip()))
-            except ValueError:
-                return 1
-    return 1
+    return retry_after_value(response.headers)
 
 
 class BoundedRateLimitRetryHandler(AsyncRetryHandler):
