@@ -182,15 +182,20 @@ def _variable_positions(out: SuccessOutput) -> set[int]:
 
 def _same_spelling(a: str, b: str) -> bool:
     """`source:X` and `source: X` are one line (both spellings are published); so are
-    `New DSA Options:` and `New DSA options:`, and /replsummary headers spaced differently
-    (repadmin pads its columns)."""
+    `New DSA Options:` and `New DSA options:`, a `Key: value` line spaced differently around
+    its colon (`Options:IS_GC`: the parsers read key and value stripped), and /replsummary
+    headers spaced differently (repadmin pads its columns)."""
     if re.sub(r"(source|dest): ", r"\1:", a) == re.sub(r"(source|dest): ", r"\1:", b):
         return True
     if a.split() == b.split() and "DSA" in b and "largest delta" in b:
         return True
     key_a, sep_a, rest_a = a.partition(":")
     key_b, sep_b, rest_b = b.partition(":")
-    return bool(sep_a and sep_b) and key_a.lower() == key_b.lower() and rest_a == rest_b
+    return (
+        bool(sep_a and sep_b)
+        and key_a.strip().lower() == key_b.strip().lower()
+        and rest_a.strip() == rest_b.strip()
+    )
 
 
 def _with_line(out: SuccessOutput, new_line: str | None) -> str:
