@@ -170,6 +170,30 @@ class ProcedureLab:
         assert found is not None
         return found
 
+    async def wait_home(
+        self,
+        user: str,
+        words: str,
+        timeout: float = 30,  # noqa: ASYNC109 - a hang guard
+    ) -> dict[str, Any]:
+        """Wait until `user`'s Home tab (as published) mentions `words`; the view."""
+
+        def probe() -> dict[str, Any] | None:
+            home = self.emulator.home(user)
+            return home if home is not None and words in json.dumps(home) else None
+
+        found = await self.emulator.wait_for_async(probe, timeout=timeout)
+        assert isinstance(found, dict)
+        return found
+
+    def ephemeral_texts(self, words: str) -> list[str]:
+        """Texts of the response_url answers (to a clicker) that contain `words`."""
+        return [
+            str(c.params.get("text"))
+            for c in self.emulator.calls("response_url")
+            if words in str(c.params.get("text"))
+        ]
+
     async def click(self, message: dict[str, Any], label: str, user: str) -> BotResponse:
         """Press the button with this label in the procedure message, as this user."""
         return await self.driver.click(message, text=label, user_id=user)

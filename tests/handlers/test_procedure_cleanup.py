@@ -167,11 +167,7 @@ async def test_an_approver_approves_from_app_home_and_the_procedure_moves_on(
     await lab.click(msg, "Request approval", RESPONDER)
     await lab.wait_message(ts, lambda m: "Approve" in buttons(m))
     await lab.driver.open_home(APPROVER2)
-    home = await lab.emulator.wait_for_async(
-        lambda: (h := lab.emulator.home(APPROVER2)) is not None and "1.1." in json.dumps(h) and h,
-        timeout=30,
-    )
-    assert isinstance(home, dict)
+    home = await lab.wait_home(APPROVER2, "1.1.")
     text = json.dumps(home["blocks"])
     assert "Waiting for your approval" in text and "reg.exe add" in text
     assert incident["ts"] and "Open incidents" in text
@@ -186,10 +182,7 @@ async def test_an_approver_approves_from_app_home_and_the_procedure_moves_on(
     assert iid in text and iid not in json.dumps(theirs) and "reg.exe" not in json.dumps(theirs)
     await lab.driver.click_in_home(home, text="Approve", user_id=APPROVER2)
     await lab.wait_message(ts, lambda m: step_state(m, "1.1") == "done")
-    refreshed = await lab.emulator.wait_for_async(
-        lambda: (h := lab.emulator.home(APPROVER2)) is not None and "queued" in json.dumps(h) and h,
-        timeout=30,
-    )
+    refreshed = await lab.wait_home(APPROVER2, "queued")
     assert "Nothing waits for your approval" in json.dumps(refreshed)
     votes = [e for e in await lab.audit() if e["event"] == "approved"]
     assert [(e["user"], e["step"]) for e in votes] == [(APPROVER2, "1.1")]

@@ -112,16 +112,8 @@ async def test_an_approved_change_runs_once_and_is_verified(lab: ProcedureLab) -
     assert all(len(e["output_sha256"]) == 32 for e in runs)
 
 
-def _ephemeral(lab: ProcedureLab, words: str) -> list[str]:
-    return [
-        str(c.params.get("text"))
-        for c in lab.emulator.calls("response_url")
-        if words in str(c.params.get("text"))
-    ]
-
-
 async def _said(lab: ProcedureLab, words: str) -> str:
-    found = await lab.emulator.wait_for_async(lambda: _ephemeral(lab, words), timeout=20)
+    found = await lab.emulator.wait_for_async(lambda: lab.ephemeral_texts(words), timeout=20)
     return found[0]
 
 

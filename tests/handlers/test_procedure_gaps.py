@@ -39,16 +39,8 @@ SPN = "Replicator Allow SPN Fallback"
 APPROVERS_GROUP = "S0APPROVE"  # the emulator's approvers group: U0APPROV1 and U0APPROV2
 
 
-def _ephemeral(lab: ProcedureLab, words: str) -> list[str]:
-    return [
-        str(c.params.get("text"))
-        for c in lab.emulator.calls("response_url")
-        if words in str(c.params.get("text"))
-    ]
-
-
 async def _said(lab: ProcedureLab, words: str) -> str:
-    found = await lab.emulator.wait_for_async(lambda: _ephemeral(lab, words), timeout=30)
+    found = await lab.emulator.wait_for_async(lambda: lab.ephemeral_texts(words), timeout=30)
     return found[-1]
 
 
@@ -340,11 +332,7 @@ async def test_app_home_shows_the_procedure_state_and_obligations_and_rejects_fr
         await lab.click(msg, "Request approval", RESPONDER)
         await lab.wait_message(ts, lambda m: "Approve" in buttons(m))
         await lab.driver.open_home(APPROVER2)
-        home = await lab.emulator.wait_for_async(
-            lambda: (h := lab.emulator.home(APPROVER2)) is not None and "5." in json.dumps(h) and h,
-            timeout=30,
-        )
-        assert isinstance(home, dict)
+        home = await lab.wait_home(APPROVER2, "5.")
         text = json.dumps(home["blocks"])
         assert f"procedure `{iid}.1` active, at step 5:" in text, text
         due = text.split("Temporary changes coming due", 1)[1]
@@ -355,15 +343,7 @@ async def test_app_home_shows_the_procedure_state_and_obligations_and_rejects_fr
         await _give_reason(lab, seen, APPROVER2, "no restarts during the business day")
         rejected = await lab.wait_message(ts, lambda m: step_state(m, "5") == "rejected")
         assert "no restarts during the business day" in json.dumps(rejected["blocks"])
-        refreshed = await lab.emulator.wait_for_async(
-            lambda: (
-                (h := lab.emulator.home(APPROVER2)) is not None
-                and "Nothing waits for your approval" in json.dumps(h)
-                and h
-            ),
-            timeout=30,
-        )
-        assert isinstance(refreshed, dict)
+        refreshed = await lab.wait_home(APPROVER2, "Nothing waits for your approval")
         assert "SPN" in json.dumps(refreshed).split("Temporary changes coming due", 1)[1]
         votes = [e for e in await lab.audit() if e["event"] == "rejected"]
         assert [(e["user"], e["step"]) for e in votes] == [(APPROVER2, "5")]
